@@ -1,0 +1,7 @@
+"""``python -m qjobd`` runs the daemon."""
+
+import sys
+
+from qjobd.cli import main
+
+sys.exit(main())

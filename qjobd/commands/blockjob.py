@@ -1,0 +1,64 @@
+"""Handlers of the block-job-* family in schema/block-core.json.
+
+These address a job by ``device`` (its id) and answer unknown ids with the
+DeviceNotActive class, as QEMU does, unlike the job-* family.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qjobd.commands import CommandContext, handler
+from qjobd.errors import DeviceNotActive
+
+
+def find_block_job(context: CommandContext, device: str) -> Any:
+    job = context.daemon.jobs.find(device)
+    if job is None or not getattr(job, "is_block_job", False):
+        raise DeviceNotActive(f"Block job '{device}' not found")
+    return job
+
+
+@handler("block-job-set-speed")
+async def block_job_set_speed(context: CommandContext, arguments: Any) -> None:
+    find_block_job(context, arguments.device).user_set_speed(arguments.speed)
+
+
+@handler("block-job-cancel")
+async def block_job_cancel(context: CommandContext, arguments: Any) -> None:
+    force = bool(getattr(arguments, "force", False))
+    find_block_job(context, arguments.device).user_cancel(force=force)
+
+
+@handler("block-job-pause")
+async def block_job_pause(context: CommandContext, arguments: Any) -> None:
+    find_block_job(context, arguments.device).user_pause()
+
+
+@handler("block-job-resume")
+async def block_job_resume(context: CommandContext, arguments: Any) -> None:
+    find_block_job(context, arguments.device).user_resume()
+
+
+@handler("block-job-complete")
+async def block_job_complete(context: CommandContext, arguments: Any) -> None:
+    find_block_job(context, arguments.device).user_complete()
+
+
+@handler("block-job-dismiss")
+async def block_job_dismiss(context: CommandContext, arguments: Any) -> None:
+    find_block_job(context, arguments.id).user_dismiss()
+
+
+@handler("block-job-finalize")
+async def block_job_finalize(context: CommandContext, arguments: Any) -> None:
+    find_block_job(context, arguments.id).user_finalize()
+
+
+@handler("query-block-jobs")
+async def query_block_jobs(context: CommandContext, arguments: Any) -> list[dict[str, Any]]:
+    return [
+        job.block_info()
+        for job in context.daemon.jobs.jobs.values()
+        if getattr(job, "is_block_job", False)
+    ]

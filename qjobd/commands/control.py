@@ -1,0 +1,48 @@
+"""Handlers of schema/control.json: negotiation, version, command list, quit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qjobd import __version__
+from qjobd.commands import CommandContext, handler
+from qjobd.errors import CommandNotFound
+
+
+def version_info() -> dict[str, Any]:
+    """qjobd's own version in QEMU's VersionInfo shape (the greeting carries it too)."""
+    parts = [int(part) for part in __version__.split(".")[:3]]
+    major, minor, micro = (parts + [0, 0, 0])[:3]
+    return {
+        "qemu": {"major": major, "minor": minor, "micro": micro},
+        "package": f"qjobd {__version__}",
+    }
+
+
+def wire_name(value: Any) -> str:
+    """The QAPI name of an enum value as the model hands it to handlers."""
+    return str(getattr(value, "value", value))
+
+
+@handler("qmp_capabilities")
+async def qmp_capabilities(context: CommandContext, arguments: Any) -> None:
+    session = context.session
+    if session.negotiated:
+        raise CommandNotFound("Capabilities negotiation is already complete, command ignored")
+    enable = getattr(arguments, "enable", None) or []
+    session.complete_negotiation(wire_name(capability) for capability in enable)
+
+
+@handler("query-version")
+async def query_version(context: CommandContext, arguments: Any) -> dict[str, Any]:
+    return version_info()
+
+
+@handler("query-commands")
+async def query_commands(context: CommandContext, arguments: Any) -> list[dict[str, Any]]:
+    return [{"name": name} for name in context.session.command_names()]
+
+
+@handler("quit")
+async def quit_(context: CommandContext, arguments: Any) -> None:
+    context.daemon.request_exit()

@@ -1,0 +1,12 @@
+"""Handler of schema/introspect.json: query-qmp-schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qjobd.commands import CommandContext, handler
+
+
+@handler("query-qmp-schema")
+async def query_qmp_schema(context: CommandContext, arguments: Any) -> list[dict[str, Any]]:
+    return context.daemon.introspection

@@ -1,0 +1,51 @@
+"""Handlers of schema/job.json: the generic job-* verbs and query-jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qjobd.commands import CommandContext, handler
+from qjobd.errors import QMPError
+
+
+def find_job(context: CommandContext, job_id: str) -> Any:
+    """The job called ``job_id``, or QEMU's error for job-* commands."""
+    job = context.daemon.jobs.find(job_id)
+    if job is None:
+        raise QMPError("Job not found")
+    return job
+
+
+@handler("job-pause")
+async def job_pause(context: CommandContext, arguments: Any) -> None:
+    find_job(context, arguments.id).user_pause()
+
+
+@handler("job-resume")
+async def job_resume(context: CommandContext, arguments: Any) -> None:
+    find_job(context, arguments.id).user_resume()
+
+
+@handler("job-cancel")
+async def job_cancel(context: CommandContext, arguments: Any) -> None:
+    find_job(context, arguments.id).user_cancel(force=True)
+
+
+@handler("job-complete")
+async def job_complete(context: CommandContext, arguments: Any) -> None:
+    find_job(context, arguments.id).user_complete()
+
+
+@handler("job-dismiss")
+async def job_dismiss(context: CommandContext, arguments: Any) -> None:
+    find_job(context, arguments.id).user_dismiss()
+
+
+@handler("job-finalize")
+async def job_finalize(context: CommandContext, arguments: Any) -> None:
+    find_job(context, arguments.id).user_finalize()
+
+
+@handler("query-jobs")
+async def query_jobs(context: CommandContext, arguments: Any) -> list[dict[str, Any]]:
+    return [job.info() for job in context.daemon.jobs.jobs.values()]

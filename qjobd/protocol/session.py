@@ -1,0 +1,172 @@
+"""One client's QMP conversation, as pure logic: bytes in, decisions out.
+
+The session knows the rules of the wire (QEMU's ``monitor/qmp.c`` and
+``qapi/qmp-dispatch.c``) but runs no command itself.  The trio edge feeds it bytes
+and gets back a list of *steps*: either a ready :class:`Reply` (a request that failed
+before reaching a handler) or a :class:`Call` that names the command, its raw
+arguments and the ``id`` to echo.  The edge runs the handler and asks the session to
+turn the outcome into a reply with :meth:`Session.reply_for` /
+:meth:`Session.error_for`.  Keeping the rules here lets tests check every error string
+without a socket.
+
+States: a session starts in *capabilities negotiation*, where only
+``qmp_capabilities`` exists (anything else is answered "Expecting capabilities
+negotiation with 'qmp_capabilities'"), and moves to *command mode* when that command
+succeeds.  Only sessions in command mode receive events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+import attrs
+
+from qjobd.protocol import qjson
+from qjobd.protocol.jsonstream import JSONParseError, JSONStreamDecoder
+
+__all__ = ["Call", "Reply", "Session", "NEGOTIATION_COMMAND"]
+
+NEGOTIATION_COMMAND: Final = "qmp_capabilities"
+
+#: What QEMU puts in place of any CommandNotFound text before negotiation.
+EXPECTING_NEGOTIATION: Final = "Expecting capabilities negotiation with 'qmp_capabilities'"
+
+_NO_ID: Final = object()
+
+
+@attrs.define(slots=True)
+class Call:
+    """A well-formed request for a known command, ready for its handler."""
+
+    command: str
+    arguments: dict[str, Any]
+    #: The request's ``id`` exactly as sent, or the private ``_NO_ID`` marker.
+    id: Any
+    oob: bool
+
+    @property
+    def has_id(self) -> bool:
+        return self.id is not _NO_ID
+
+
+@attrs.define(slots=True)
+class Reply:
+    """A message to send back as is (already encoded, without the line end)."""
+
+    text: str
+
+
+@attrs.define(slots=True)
+class CommandSpec:
+    """What the session needs to know about one command to route a request."""
+
+    name: str
+    allow_oob: bool = False
+    success_response: bool = True
+
+
+def error_message(error_class: str, desc: str, request_id: Any = _NO_ID) -> str:
+    reply: dict[str, Any] = {"error": {"class": error_class, "desc": desc}}
+    if request_id is not _NO_ID:
+        reply["id"] = request_id
+    return qjson.encode(reply)
+
+
+class Session:
+    """The QMP state of one connection.
+
+    :param commands: every command the daemon offers, by name.
+    :param greeting: the ``QMP`` member of the greeting (version and capabilities).
+    """
+
+    def __init__(self, commands: dict[str, CommandSpec], greeting: dict[str, Any]) -> None:
+        self._commands = commands
+        self._greeting = greeting
+        self._decoder = JSONStreamDecoder()
+        #: True once ``qmp_capabilities`` succeeded.
+        self.negotiated = False
+        #: True when the client enabled the ``oob`` capability.
+        self.oob_enabled = False
+
+    # Section: talking
+
+    def greeting_text(self) -> str:
+        return qjson.encode({"QMP": self._greeting})
+
+    def receive_data(self, data: bytes) -> list[Call | Reply]:
+        """Decode ``data`` and classify every complete request in it, in order."""
+        return [self._classify(value) for value in self._decoder.feed(data)]
+
+    def receive_eof(self) -> list[Call | Reply]:
+        return [self._classify(value) for value in self._decoder.feed_eof()]
+
+    def complete_negotiation(self, capabilities: Iterable[str]) -> None:
+        """Enter command mode with the capabilities the client asked for."""
+        self.negotiated = True
+        self.oob_enabled = "oob" in capabilities
+
+    def command_names(self) -> list[str]:
+        """Commands this session can run now, as query-commands lists them."""
+        if not self.negotiated:
+            return [NEGOTIATION_COMMAND]
+        return list(self._commands)
+
+    # Section: replies
+
+    def reply_for(self, call: Call, result: Any) -> Reply | None:
+        """The success reply for ``call``; None for commands that send none."""
+        spec = self._commands[call.command]
+        if not spec.success_response:
+            return None
+        reply: dict[str, Any] = {"return": {} if result is None else result}
+        if call.id is not _NO_ID:
+            reply["id"] = call.id
+        return Reply(qjson.encode(reply))
+
+    def error_for(self, call: Call, error_class: str, desc: str) -> Reply:
+        return Reply(self._error(error_class, desc, call.id))
+
+    # Section: classification (QEMU's qmp_dispatch up to the handler call)
+
+    def _error(self, error_class: str, desc: str, request_id: Any = _NO_ID) -> str:
+        if not self.negotiated and error_class == "CommandNotFound":
+            desc = EXPECTING_NEGOTIATION
+        return error_message(error_class, desc, request_id)
+
+    def _classify(self, value: Any) -> Call | Reply:
+        if isinstance(value, JSONParseError):
+            return Reply(self._error("GenericError", value.message))
+        if type(value) is not dict:
+            return Reply(self._error("GenericError", "QMP input must be a JSON object"))
+        request_id = value.get("id", _NO_ID)
+        exec_key = None
+        for key, member in value.items():
+            if key == "execute" or (key == "exec-oob" and self.oob_enabled):
+                if type(member) is not str:
+                    return self._fail(f"QMP input member '{key}' must be a string", request_id)
+                if exec_key is not None:
+                    return self._fail(
+                        f"QMP input member '{key}' clashes with '{exec_key}'", request_id
+                    )
+                exec_key = key
+            elif key == "arguments":
+                if type(member) is not dict:
+                    return self._fail("QMP input member 'arguments' must be an object", request_id)
+            elif key != "id":
+                return self._fail(f"QMP input member '{key}' is unexpected", request_id)
+        if exec_key is None:
+            return self._fail("QMP input lacks member 'execute'", request_id)
+        name = value[exec_key]
+        oob = exec_key == "exec-oob"
+        spec = self._commands.get(name)
+        if spec is None or (not self.negotiated and name != NEGOTIATION_COMMAND):
+            return Reply(
+                self._error("CommandNotFound", f"The command {name} has not been found", request_id)
+            )
+        if oob and not spec.allow_oob:
+            return self._fail(f"The command {name} does not support OOB", request_id)
+        return Call(name, value.get("arguments", {}), request_id, oob)
+
+    def _fail(self, desc: str, request_id: Any) -> Reply:
+        return Reply(self._error("GenericError", desc, request_id))

@@ -1,0 +1,61 @@
+"""Fan-out of QMP events to every client in command mode.
+
+An event is encoded once and offered to each subscriber without waiting: a client
+whose outgoing queue is full is dropped rather than allowed to hold up the job or
+the other clients that raised or receive the event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from qjobd.protocol import qjson
+
+__all__ = ["EventBus", "Subscriber"]
+
+logger = logging.getLogger(__name__)
+
+
+class Subscriber(Protocol):
+    def offer(self, text: str) -> bool:
+        """Queue ``text`` without waiting; False when the queue is full."""
+
+    def drop(self, reason: str) -> None:
+        """Disconnect this client."""
+
+
+class EventBus:
+    """Delivers events, in the order they are emitted, to every subscriber."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._subscribers: dict[Subscriber, None] = {}
+        #: Observers called with (name, data) for every event; used by tests and logs.
+        self.observers: list[Callable[[str, dict[str, Any] | None], None]] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers[subscriber] = None
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        self._subscribers.pop(subscriber, None)
+
+    def emit(self, name: str, data: dict[str, Any] | None = None) -> None:
+        """Send event ``name`` with JSON-ready ``data`` (None: no data member)."""
+        now = self._clock()
+        seconds = int(now)
+        message: dict[str, Any] = {
+            "timestamp": {"seconds": seconds, "microseconds": int((now - seconds) * 1e6)},
+            "event": name,
+        }
+        if data is not None:
+            message["data"] = data
+        text = qjson.encode(message)
+        for observer in self.observers:
+            observer(name, data)
+        for subscriber in list(self._subscribers):
+            if not subscriber.offer(text):
+                self.unsubscribe(subscriber)
+                subscriber.drop("its outgoing queue is full")

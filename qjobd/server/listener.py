@@ -1,0 +1,106 @@
+"""The Unix socket qjobd listens on, with care for the socket file.
+
+The file is created mode 0600 (its directory 0700 when qjobd creates it), because
+whoever can connect can read and overwrite every image qjobd can reach.  A socket file
+left behind by a daemon that died is replaced; one that somebody still listens on is
+not: two daemons must never fight over one path.  On close the file is removed only
+if it is still the one we created.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import stat
+from pathlib import Path
+
+import trio
+
+from qjobd.errors import QJobdError
+
+__all__ = ["StartupError", "UnixListener", "default_socket_path", "open_unix_listener"]
+
+
+class StartupError(QJobdError):
+    """The daemon cannot start; the message is the one line shown to the operator."""
+
+
+def default_socket_path() -> Path:
+    """``/run/qjobd/qmp.sock`` for root, else under ``$XDG_RUNTIME_DIR``."""
+    if os.geteuid() == 0:
+        return Path("/run/qjobd/qmp.sock")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "qjobd" / "qmp.sock"
+    return Path(f"/tmp/qjobd-{os.getuid()}") / "qmp.sock"
+
+
+def _clear_stale_socket(path: Path) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(info.st_mode):
+        raise StartupError(f"qjobd: {path} exists and is not a socket; not replacing it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        path.unlink(missing_ok=True)  # nobody listens: left over from a dead daemon
+        return
+    except OSError as error:
+        if error.errno in (errno.ENOENT,):
+            return
+        raise StartupError(f"qjobd: cannot check socket {path}: {error.strerror}") from error
+    finally:
+        probe.close()
+    raise StartupError(f"qjobd: another daemon is already listening on {path}")
+
+
+class UnixListener(trio.SocketListener):
+    """A ``trio.SocketListener`` that removes its socket file when closed."""
+
+    def __init__(self, sock: trio.socket.SocketType, path: Path) -> None:
+        super().__init__(sock)
+        self.path = path
+        info = path.stat()
+        self._identity = (info.st_dev, info.st_ino)
+
+    def remove_file(self) -> None:
+        try:
+            info = self.path.stat()
+        except FileNotFoundError:
+            return
+        if (info.st_dev, info.st_ino) == self._identity:
+            self.path.unlink(missing_ok=True)
+
+    async def aclose(self) -> None:
+        self.remove_file()
+        await super().aclose()
+
+
+async def open_unix_listener(path: Path, backlog: int = 128) -> UnixListener:
+    """Create the socket at ``path``, replacing a stale one.
+
+    :raise StartupError: another daemon listens there, or the path is unusable.
+    """
+    parent = path.parent
+    if not parent.exists():
+        try:
+            parent.mkdir(mode=0o700, parents=True)
+        except OSError as error:
+            raise StartupError(f"qjobd: cannot create {parent}: {error.strerror}") from error
+    _clear_stale_socket(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o177)
+    try:
+        await sock.bind(str(path))
+    except OSError as error:
+        sock.close()
+        raise StartupError(f"qjobd: cannot listen on {path}: {error.strerror}") from error
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, 0o600)
+    sock.listen(backlog)
+    return UnixListener(sock, path)
