@@ -1,0 +1,504 @@
+"""The block graph: blockdev-add/-del, node lookup, queries, permissions, op blockers.
+
+Everything here runs on the event-loop thread (graph changes are not thread-safe and
+need not be); only node I/O runs in worker threads.  All QMP-visible failures are
+``QMPError`` with qemu-storage-daemon 7.2's text, and ``add`` is all-or-nothing:
+a failure closes and forgets every node it created.
+
+Three QEMU mechanisms decide who may use a node, and each keeps QEMU's wording:
+
+* **Permissions** (``acquire``): every user of a node holds an ``Edge`` saying what it
+  needs (read, write, ...) and what it lets others do.  Perms flow down through
+  filters and raw nodes, so two writers conflict on the file underneath too.  Failure
+  reads "Permission conflict on node 'x': permissions 'write' are both required by
+  ... and unshared by ...", or "Block node is read-only".
+* **Op blockers** (``block_ops``): a running job blocks its nodes; commands that
+  would touch them get "Node 'x' is busy: block device is in use by block job:
+  backup".  Jobs call ``check_op`` before starting.
+* **References**: blockdev-del refuses nodes that anything still uses ("Block device
+  x is in use") and implicit children ("Node x is not owned by the monitor").
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from qjobd.block.blkdebug import BlkdebugNode
+from qjobd.block.file import FileNode
+from qjobd.block.filter import FilterNode
+from qjobd.block.node import (
+    PERM_ALL,
+    PERM_NONE,
+    BlockNode,
+    CommonOptions,
+    Edge,
+    EdgeKind,
+    Perm,
+    perm_names,
+)
+from qjobd.block.null import NullNode
+from qjobd.block.raw import RawNode
+from qjobd.errors import QMPError
+
+#: Drivers qjobd implements, by BlockdevDriver name.
+DRIVERS: Final[dict[str, type[BlockNode]]] = {
+    "file": FileNode,
+    "raw": RawNode,
+    "null-co": NullNode,
+    "blkdebug": BlkdebugNode,
+}
+
+#: bs->node_name is a 32-byte array: 31 characters and the NUL.
+NODE_NAME_MAX: Final = 31
+
+_CHILD_REF_KEYS: Final = ("file", "image")
+
+
+def job_blocker_reason(job_type: str) -> str:
+    """The reason text a block job puts on the nodes it blocks (blockjob.c)."""
+    return f"block device is in use by block job: {job_type}"
+
+
+def node_name_wellformed(name: str) -> bool:
+    """util/id.c id_wellformed: a letter, then letters, digits, '-', '.', '_'."""
+    if not name or not (name[0].isascii() and name[0].isalpha()):
+        return False
+    return all(c.isascii() and (c.isalnum() or c in "-._") for c in name[1:])
+
+
+@dataclass(eq=False)
+class OpBlocker:
+    """A job's claim that stops other commands from using a node."""
+
+    graph: BlockGraph
+    node: BlockNode
+    reason: str
+    exempt: frozenset[str] = frozenset()
+    active: bool = True
+
+    def release(self) -> None:
+        """Unblock (idempotent)."""
+        if self.active:
+            self.active = False
+            self.graph._blockers[self.node].remove(self)
+
+
+@dataclass(eq=False)
+class Permission:
+    """A held use of a node (QEMU's BdrvChild from a job or backend).
+
+    Release it when the job ends; ``update`` changes what it needs in place (mirror
+    drops write sharing on completion, for instance).  Usable as a context manager.
+    """
+
+    graph: BlockGraph
+    edge: Edge
+    active: bool = True
+
+    @property
+    def node(self) -> BlockNode:
+        return self.edge.node
+
+    def update(self, perm: Perm, shared: Perm) -> None:
+        """Change the needed/shared perms; raises QMPError and keeps the old on conflict."""
+        self.graph._set_edge_perms(self.edge, perm, shared)
+
+    def release(self) -> None:
+        """Drop the use (idempotent)."""
+        if self.active:
+            self.active = False
+            self.graph._detach(self.edge)
+
+    def __enter__(self) -> Permission:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@dataclass
+class _AddContext:
+    """Nodes created by one blockdev-add, so a failure can undo all of them."""
+
+    created: list[BlockNode] = field(default_factory=list)
+    edges: list[Edge] = field(default_factory=list)
+
+
+class BlockGraph:
+    """All nodes of the daemon; see the module docstring."""
+
+    def __init__(self, rng: random.Random | None = None) -> None:
+        #: Nodes in creation order (graph_bdrv_states); queries list them newest first.
+        self._nodes: list[BlockNode] = []
+        self._by_name: dict[str, BlockNode] = {}
+        self._blockers: dict[BlockNode, list[OpBlocker]] = {}
+        self._id_counter = 0
+        self._rng = rng or random.Random()
+
+    # ------------------------------------------------------------------ names
+
+    def generate_name(self) -> str:
+        """util/id.c id_generate(ID_BLOCK): '#block', a counter, two random digits.
+
+        The counter is global and is consumed even when the node then fails to
+        open, as in QEMU, so names match QSD's for the same command sequence up to
+        the random part.
+        """
+        name = f"#block{self._id_counter}{self._rng.randrange(100):02d}"
+        self._id_counter += 1
+        return name
+
+    def _assign_name(self, node: BlockNode, name: str | None) -> None:
+        """bdrv_assign_node_name, same checks in the same order."""
+        if name is None:
+            name = self.generate_name()
+            node.generated_name = True
+        elif not node_name_wellformed(name):
+            raise QMPError(f"Invalid node-name: '{name}'")
+        if name in self._by_name:
+            raise QMPError(f"Duplicate nodes with node-name='{name}'")
+        if len(name) > NODE_NAME_MAX:
+            raise QMPError("Node name too long")
+        node.node_name = name
+        self._nodes.append(node)
+        self._by_name[name] = node
+        self._blockers[node] = []
+
+    def _forget(self, node: BlockNode) -> None:
+        if self._by_name.get(node.node_name) is node:
+            del self._by_name[node.node_name]
+        if node in self._nodes:
+            self._nodes.remove(node)
+        self._blockers.pop(node, None)
+
+    # ------------------------------------------------------------------ lookup
+
+    def find(self, name: str) -> BlockNode | None:
+        """The node called ``name`` (generated names included), or None."""
+        return self._by_name.get(name)
+
+    def lookup(self, name: str) -> BlockNode:
+        """bdrv_lookup_bs(name, name): QSD has no device names, so only nodes."""
+        node = self._by_name.get(name)
+        if node is None:
+            raise QMPError(f"Cannot find device='{name}' nor node-name='{name}'")
+        return node
+
+    def __iter__(self) -> Iterator[BlockNode]:
+        return iter(list(self._nodes))
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    @staticmethod
+    def is_root_node(node: BlockNode) -> bool:
+        """bdrv_is_root_node: only BlockBackends above it (mirror wants that)."""
+        return all(edge.kind is EdgeKind.BACKEND for edge in node.parents)
+
+    # ------------------------------------------------------------------ blockdev-add
+
+    def add(self, options: dict[str, Any]) -> BlockNode:
+        """blockdev-add: open ``options`` (QMP wire form) and its inline children.
+
+        On failure nothing is left behind: created nodes are closed and unnamed, and
+        edges to pre-existing nodes are detached.  Generated-name counters stay
+        consumed, like QEMU's.
+        """
+        if options.get("node-name") is None:
+            raise QMPError("'node-name' must be specified for the root node")
+        context = _AddContext()
+        try:
+            node = self._open(options, None, context)
+        except BaseException:
+            for edge in reversed(context.edges):
+                self._detach(edge)
+            for created in reversed(context.created):
+                self._forget(created)
+                created.close()
+            raise
+        node.monitor_owned = True
+        return node
+
+    @staticmethod
+    def _common(options: dict[str, Any], inherited: CommonOptions | None) -> CommonOptions:
+        """The base BlockdevOptions members, with bdrv_inherited_options defaults."""
+        parent = inherited or CommonOptions()
+        cache = options.get("cache", {})
+        return CommonOptions(
+            read_only=options.get("read-only", parent.read_only),
+            auto_read_only=options.get("auto-read-only", parent.auto_read_only),
+            force_share=options.get("force-share", parent.force_share),
+            cache_direct=cache.get("direct", parent.cache_direct),
+            cache_no_flush=cache.get("no-flush", parent.cache_no_flush),
+            # Children default to discard=unmap (the parent still filters requests).
+            discard_unmap=options.get("discard", "unmap" if inherited else "ignore")
+            in ("unmap", "on"),
+            detect_zeroes=options.get("detect-zeroes", "off"),
+        )
+
+    def _open(self, options: dict[str, Any], inherited: CommonOptions | None,
+              context: _AddContext) -> BlockNode:
+        """bdrv_open_inherit + bdrv_open_common for one node (recursively)."""
+        driver = options["driver"]
+        cls = DRIVERS.get(driver)
+        if cls is None:
+            raise QMPError(f"Unknown driver: '{driver}'")
+        common = self._common(options, inherited)
+        node = cls(options, common)
+
+        early: dict[str, BlockNode] = {}
+        for key in cls.early_children:
+            if key in options:
+                early[key] = self._open_ref(options[key], common, context)
+
+        if common.force_share and not common.read_only:
+            raise QMPError("force-share=on can only be used with read-only images")
+        if cls.needs_filename and not options.get("filename"):
+            raise QMPError(f"The '{cls.format_name}' block driver requires a file name")
+        if common.detect_zeroes == "unmap" and not common.discard_unmap:
+            raise QMPError("setting detect-zeroes to unmap is not allowed without setting "
+                           "discard operation to unmap")
+
+        self._assign_name(node, options.get("node-name"))
+        context.created.append(node)
+
+        def open_child(key: str) -> BlockNode:
+            child = early.get(key)
+            if child is None:
+                child = self._open_ref(options[key], common, context)
+            edge = Edge(node=child, name=key, kind=EdgeKind.NODE,
+                        parent_desc=f"node '{node.node_name}'", parent=node)
+            self._attach(edge)
+            context.edges.append(edge)
+            return child
+
+        node.open(open_child)
+        return node
+
+    def _open_ref(self, ref: Any, parent: CommonOptions, context: _AddContext) -> BlockNode:
+        """A BlockdevRef: a node name to look up, or options for an implicit child."""
+        if isinstance(ref, str):
+            return self.lookup(ref)
+        return self._open(ref, parent, context)
+
+    # ------------------------------------------------------------------ blockdev-del
+
+    def delete(self, node_name: str) -> None:
+        """blockdev-del, with qmp_blockdev_del's checks in its order."""
+        node = self._by_name.get(node_name)
+        if node is None:
+            raise QMPError(f"Failed to find node with node-name='{node_name}'")
+        if any(edge.kind is EdgeKind.BACKEND for edge in node.parents):
+            raise QMPError(f"Node {node_name} is in use")
+        self.check_op(node, "drive-del")
+        if not node.monitor_owned:
+            raise QMPError(f"Node {node_name} is not owned by the monitor")
+        if node.parents:
+            raise QMPError(f"Block device {node_name} is in use")
+        node.monitor_owned = False
+        self._release(node)
+
+    def _release(self, node: BlockNode) -> None:
+        """Close a node nobody uses, then any child left without users."""
+        for edge in list(node.child_edges):
+            self._detach(edge)
+            child = edge.node
+            if not child.parents and not child.monitor_owned:
+                self._release(child)
+        self._forget(node)
+        node.close()
+
+    def close_all(self) -> None:
+        """Shutdown: close every node, newest first."""
+        for node in reversed(self._nodes):
+            node.close()
+        self._nodes.clear()
+        self._by_name.clear()
+        self._blockers.clear()
+
+    # ------------------------------------------------------------------ queries
+
+    def query_named_block_nodes(self, flat: bool = False) -> list[dict[str, Any]]:
+        """query-named-block-nodes: every node, most recently created first."""
+        return [node.info(flat) for node in reversed(self._nodes)]
+
+    # ------------------------------------------------------------------ op blockers
+
+    def block_ops(self, node: BlockNode, reason: str,
+                  exempt: frozenset[str] = frozenset()) -> OpBlocker:
+        """Block operations on ``node`` (except ``exempt`` ones) until released."""
+        blocker = OpBlocker(self, node, reason, exempt)
+        self._blockers.setdefault(node, []).insert(0, blocker)
+        return blocker
+
+    def block_for_job(self, node: BlockNode, job_type: str,
+                      exempt: frozenset[str] = frozenset()) -> OpBlocker:
+        """What block_job_add_bdrv does to each node a job works on."""
+        return self.block_ops(node, job_blocker_reason(job_type), exempt)
+
+    def check_op(self, node: BlockNode, op: str = "") -> None:
+        """bdrv_op_is_blocked: "Node 'x' is busy: <reason of the newest blocker>"."""
+        for blocker in self._blockers.get(node, ()):
+            if op not in blocker.exempt:
+                raise QMPError(f"Node '{node.node_name}' is busy: {blocker.reason}")
+
+    def is_blocked(self, node: BlockNode, op: str = "") -> bool:
+        return any(op not in b.exempt for b in self._blockers.get(node, ()))
+
+    # ------------------------------------------------------------------ permissions
+
+    def acquire(self, node: BlockNode | str, user: str, write: bool, *,
+                child_name: str = "root", share_write: bool | None = None,
+                perm: Perm | None = None, shared: Perm | None = None,
+                kind: EdgeKind = EdgeKind.JOB) -> Permission:
+        """Use ``node``: read always, write when ``write``; fails with QEMU's text.
+
+        ``user`` is how QEMU names the user in conflict messages, e.g.
+        ``"backup job 'j1'"`` or ``"node '#block579'"``; ``child_name`` is the role
+        ("root", "target", "file", ...).  By default a writer does not share write
+        and a reader does; ``perm``/``shared`` override the masks entirely.
+        """
+        target = self.lookup(node) if isinstance(node, str) else node
+        if perm is None:
+            perm = Perm.CONSISTENT_READ | (Perm.WRITE if write else PERM_NONE)
+        if shared is None:
+            allow_write = (not write) if share_write is None else share_write
+            shared = PERM_ALL if allow_write else PERM_ALL & ~Perm.WRITE
+        edge = Edge(node=target, name=child_name, kind=kind, parent_desc=user,
+                    perm=perm, shared=shared)
+        self._attach(edge)
+        return Permission(self, edge)
+
+    def attach_child(self, parent: BlockNode, child: BlockNode, name: str,
+                     fixed: tuple[Perm, Perm] | None = None) -> Edge:
+        """Make ``child`` a child of ``parent`` (for job filters' extra children)."""
+        edge = Edge(node=child, name=name, kind=EdgeKind.NODE,
+                    parent_desc=f"node '{parent.node_name}'", parent=parent, fixed=fixed)
+        self._attach(edge)
+        return edge
+
+    def _attach(self, edge: Edge) -> None:
+        """Insert ``edge`` (as the newest parent) and refresh perms, or undo."""
+        node = edge.node
+        parent = edge.parent
+        if parent is not None:
+            cperm, cshared = parent.cumulative_perms()
+            edge.perm, edge.shared = parent.child_perm(edge, cperm, cshared)
+            parent.child_edges.append(edge)
+        node.parents.insert(0, edge)
+        changes: list[tuple[Edge, Perm, Perm]] = []
+        try:
+            self._refresh(node, changes)
+        except BaseException:
+            for changed, old_perm, old_shared in reversed(changes):
+                changed.perm, changed.shared = old_perm, old_shared
+            node.parents.remove(edge)
+            if parent is not None:
+                parent.child_edges.remove(edge)
+            raise
+
+    def _detach(self, edge: Edge) -> None:
+        node = edge.node
+        if edge in node.parents:
+            node.parents.remove(edge)
+        if edge.parent is not None and edge in edge.parent.child_edges:
+            edge.parent.child_edges.remove(edge)
+        # Dropping a user only relaxes constraints, so this cannot fail.
+        self._refresh(node, [])
+
+    def _set_edge_perms(self, edge: Edge, perm: Perm, shared: Perm) -> None:
+        changes: list[tuple[Edge, Perm, Perm]] = [(edge, edge.perm, edge.shared)]
+        edge.perm, edge.shared = perm, shared
+        try:
+            self._refresh(edge.node, changes)
+        except BaseException:
+            for changed, old_perm, old_shared in reversed(changes):
+                changed.perm, changed.shared = old_perm, old_shared
+            raise
+
+    def _refresh(self, node: BlockNode, changes: list[tuple[Edge, Perm, Perm]]) -> None:
+        """bdrv_parent_perms_conflict + bdrv_node_refresh_perm, down the subtree."""
+        for a in node.parents:
+            for b in node.parents:
+                if a is b or (b.perm & a.shared) == b.perm:
+                    continue
+                name = node.node_name
+                raise QMPError(
+                    f"Permission conflict on node '{name}': permissions "
+                    f"'{perm_names(b.perm & ~a.shared)}' are both required by "
+                    f"{b.parent_desc} (uses node '{name}' as '{b.name}' child) and "
+                    f"unshared by {a.parent_desc} (uses node '{name}' as '{a.name}' child).")
+        perm, shared = node.cumulative_perms()
+        if perm & (Perm.WRITE | Perm.WRITE_UNCHANGED):
+            if node.read_only:
+                raise QMPError("Block node is read-only")
+            node.ensure_writable()
+        for edge in node.child_edges:
+            nperm, nshared = node.child_perm(edge, perm, shared)
+            if (nperm, nshared) != (edge.perm, edge.shared):
+                changes.append((edge, edge.perm, edge.shared))
+                edge.perm, edge.shared = nperm, nshared
+                self._refresh(edge.node, changes)
+
+    # ------------------------------------------------------------------ job filters
+
+    def insert_filter(self, format_name: str, child: BlockNode, *,
+                      node_name: str | None = None,
+                      file_perm: tuple[Perm, Perm] | None = None,
+                      take_parents: bool = True,
+                      factory: Callable[[str], FilterNode] | None = None) -> FilterNode:
+        """Put a job filter (copy-before-write, mirror_top, ...) above ``child``.
+
+        The filter gets a generated name unless ``node_name`` is given, shows up in
+        queries, and with ``take_parents`` takes over ``child``'s node and backend
+        parents (job edges stay, like QEMU's stay_at_node children).  ``file_perm``
+        fixes what the filter needs on ``child``; None passes its parents' perms
+        through.  Raises QMPError (jobs prefix "Could not create node: ").
+        """
+        node = factory(format_name) if factory else FilterNode(format_name)
+        node.read_only = child.read_only
+        node.cache_direct = child.cache_direct
+        node.cache_no_flush = child.cache_no_flush
+        self._assign_name(node, node_name)
+        try:
+            edge = Edge(node=child, name="file", kind=EdgeKind.NODE,
+                        parent_desc=f"node '{node.node_name}'", parent=node, fixed=file_perm)
+            self._attach(edge)
+        except BaseException:
+            self._forget(node)
+            raise
+        if take_parents:
+            try:
+                self._move_parents(child, node, exclude=edge)
+            except BaseException:
+                self._detach(edge)
+                self._forget(node)
+                raise
+        return node
+
+    def remove_filter(self, node: BlockNode) -> None:
+        """Undo ``insert_filter``: parents go back to the filtered child."""
+        child = node.child_edges[0].node
+        self._move_parents(node, child, exclude=None)
+        self._release(node)
+
+    def _move_parents(self, old: BlockNode, new: BlockNode, exclude: Edge | None) -> None:
+        moved = [e for e in old.parents
+                 if e is not exclude and e.kind is not EdgeKind.JOB]
+        for edge in reversed(moved):
+            old.parents.remove(edge)
+            edge.node = new
+            new.parents.insert(0, edge)
+        try:
+            self._refresh(new, [])
+            self._refresh(old, [])
+        except BaseException:
+            for edge in moved:
+                new.parents.remove(edge)
+                edge.node = old
+                old.parents.insert(0, edge)
+            self._refresh(old, [])
+            raise
