@@ -6,6 +6,7 @@ import argparse
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import trio
@@ -46,7 +47,7 @@ async def _run(daemon: Daemon, socket_path: Path) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def _stop_on_signal(daemon: Daemon, signals: trio.abc.ReceiveChannel[int]) -> None:
+async def _stop_on_signal(daemon: Daemon, signals: AsyncIterator[int]) -> None:
     async for number in signals:
         logger.info("got %s, stopping", signal.Signals(number).name)
         daemon.request_exit()
@@ -68,13 +69,14 @@ def main(argv: list[str] | None = None) -> int:
     except QAPIError as error:
         print(f"qjobd: bundled schema is invalid: {error}", file=sys.stderr)
         return 1
+    status = 0
     try:
         trio.run(_run, daemon, socket_path)
     except* StartupError as group:
-        for error in group.exceptions:
-            print(str(error), file=sys.stderr)
-        return 1
-    return 0
+        for failure in group.exceptions:
+            print(str(failure), file=sys.stderr)
+        status = 1
+    return status
 
 
 if __name__ == "__main__":

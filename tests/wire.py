@@ -90,7 +90,8 @@ class Wire:
 
     def negotiate(self) -> dict[str, Any]:
         greeting = self.message()
-        assert greeting is not None and "QMP" in greeting
+        assert greeting is not None
+        assert "QMP" in greeting
         assert self.cmd("qmp_capabilities") == {"return": {}}
         return greeting
 
@@ -99,7 +100,10 @@ def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float
     deadline = time.monotonic() + timeout
     while not path.exists():
         if process.poll() is not None:
-            raise RuntimeError(f"daemon exited early: {process.stderr.read() if process.stderr else ''!r}")
+            message = process.stderr.read() if process.stderr else b""
+            if process.stderr:
+                process.stderr.close()
+            raise RuntimeError(f"daemon exited early: {message!r}")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.01)

@@ -23,7 +23,7 @@ from qjobd.protocol.session import Call, Reply, Session
 if TYPE_CHECKING:
     from qjobd.server.daemon import Daemon
 
-__all__ = ["CommandContext", "Handler", "HANDLERS", "execute", "handler", "load_handlers"]
+__all__ = ["HANDLERS", "CommandContext", "Handler", "execute", "handler", "load_handlers"]
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from qjobd.errors import CommandNotFound
 def version_info() -> dict[str, Any]:
     """qjobd's own version in QEMU's VersionInfo shape (the greeting carries it too)."""
     parts = [int(part) for part in __version__.split(".")[:3]]
-    major, minor, micro = (parts + [0, 0, 0])[:3]
+    major, minor, micro = ([*parts, 0, 0, 0])[:3]
     return {
         "qemu": {"major": major, "minor": minor, "micro": micro},
         "package": f"qjobd {__version__}",
@@ -34,13 +34,14 @@ async def qmp_capabilities(context: CommandContext, arguments: Any) -> None:
 
 
 @handler("query-version")
-async def query_version(context: CommandContext, arguments: Any) -> dict[str, Any]:
-    return version_info()
+async def query_version(context: CommandContext, arguments: Any) -> Any:
+    return context.daemon.model.structure("VersionInfo", version_info())
 
 
 @handler("query-commands")
-async def query_commands(context: CommandContext, arguments: Any) -> list[dict[str, Any]]:
-    return [{"name": name} for name in context.session.command_names()]
+async def query_commands(context: CommandContext, arguments: Any) -> list[Any]:
+    command_info = context.daemon.model.py.CommandInfo
+    return [command_info(name=name) for name in context.session.command_names()]
 
 
 @handler("quit")

@@ -8,5 +8,6 @@ from qjobd.commands import CommandContext, handler
 
 
 @handler("query-qmp-schema")
-async def query_qmp_schema(context: CommandContext, arguments: Any) -> list[dict[str, Any]]:
-    return context.daemon.introspection
+async def query_qmp_schema(context: CommandContext, arguments: Any) -> list[Any]:
+    introspection: list[Any] = context.daemon.introspection
+    return introspection

@@ -92,8 +92,8 @@ def _escape_char(char: str) -> str:
     code = ord(char)
     if code > 0xFFFF:
         code -= 0x10000
-        return "\\u%04X\\u%04X" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
-    return "\\u%04X" % code
+        return f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}"
+    return f"\\u{code:04X}"
 
 
 def _format_float(value: float) -> str:
@@ -101,7 +101,7 @@ def _format_float(value: float) -> str:
         return "nan" if math.copysign(1.0, value) > 0 else "-nan"
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
-    return "%.17g" % value
+    return f"{value:.17g}"
 
 
 def _slow_encode(value: Any) -> str:

@@ -1,13 +1,13 @@
 """One client's QMP conversation, as pure logic: bytes in, decisions out.
 
-The session knows the rules of the wire (QEMU's ``monitor/qmp.c`` and
-``qapi/qmp-dispatch.c``) but runs no command itself.  The trio edge feeds it bytes
-and gets back a list of *steps*: either a ready :class:`Reply` (a request that failed
-before reaching a handler) or a :class:`Call` that names the command, its raw
-arguments and the ``id`` to echo.  The edge runs the handler and asks the session to
-turn the outcome into a reply with :meth:`Session.reply_for` /
-:meth:`Session.error_for`.  Keeping the rules here lets tests check every error string
-without a socket.
+The session knows the rules of the wire (QEMU's ``monitor/qmp.c``,
+``qapi/qmp-dispatch.c``) but runs no command itself.  The trio edge feeds it bytes,
+gets back the decoded requests and has each classified, in turn, into either a ready
+:class:`Reply` (a request that failed before reaching a handler) or a :class:`Call`
+that names the command, its raw arguments and the ``id`` to echo.  The edge runs the
+handler and asks the session to turn the outcome into a reply with
+:meth:`Session.reply_for` / :meth:`Session.error_for`.  Keeping the rules here lets
+tests check every error string without a socket.
 
 States: a session starts in *capabilities negotiation*, where only
 ``qmp_capabilities`` exists (anything else is answered "Expecting capabilities
@@ -25,7 +25,7 @@ import attrs
 from qjobd.protocol import qjson
 from qjobd.protocol.jsonstream import JSONParseError, JSONStreamDecoder
 
-__all__ = ["Call", "Reply", "Session", "NEGOTIATION_COMMAND"]
+__all__ = ["NEGOTIATION_COMMAND", "Call", "Reply", "Session"]
 
 NEGOTIATION_COMMAND: Final = "qmp_capabilities"
 
@@ -94,12 +94,16 @@ class Session:
     def greeting_text(self) -> str:
         return qjson.encode({"QMP": self._greeting})
 
-    def receive_data(self, data: bytes) -> list[Call | Reply]:
-        """Decode ``data`` and classify every complete request in it, in order."""
-        return [self._classify(value) for value in self._decoder.feed(data)]
+    def receive_data(self, data: bytes) -> list[Any]:
+        """Decode ``data``: every complete request (or parse error) in it, in order.
 
-    def receive_eof(self) -> list[Call | Reply]:
-        return [self._classify(value) for value in self._decoder.feed_eof()]
+        Pass each to :meth:`classify` only when the previous one has been run: how a
+        request is treated depends on the commands before it (negotiation).
+        """
+        return self._decoder.feed(data)
+
+    def receive_eof(self) -> list[Any]:
+        return self._decoder.feed_eof()
 
     def complete_negotiation(self, capabilities: Iterable[str]) -> None:
         """Enter command mode with the capabilities the client asked for."""
@@ -134,14 +138,19 @@ class Session:
             desc = EXPECTING_NEGOTIATION
         return error_message(error_class, desc, request_id)
 
-    def _classify(self, value: Any) -> Call | Reply:
+    def classify(self, value: Any) -> Call | Reply:
+        """Check one decoded request as QEMU does before dispatching it."""
         if isinstance(value, JSONParseError):
             return Reply(self._error("GenericError", value.message))
         if type(value) is not dict:
             return Reply(self._error("GenericError", "QMP input must be a JSON object"))
         request_id = value.get("id", _NO_ID)
         exec_key = None
-        for key, member in value.items():
+        # QEMU walks the request's members in its hash-table order, which decides
+        # which of two bad members is named.
+        keys = tuple(value)
+        for key in qjson.qdict_order(keys) or keys:
+            member = value[key]
             if key == "execute" or (key == "exec-oob" and self.oob_enabled):
                 if type(member) is not str:
                     return self._fail(f"QMP input member '{key}' must be a string", request_id)

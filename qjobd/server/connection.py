@@ -23,7 +23,7 @@ from qjobd.protocol.session import Call, Reply, Session
 if TYPE_CHECKING:
     from qjobd.server.daemon import Daemon
 
-__all__ = ["Connection", "OUTGOING_LIMIT"]
+__all__ = ["OUTGOING_LIMIT", "Connection"]
 
 logger = logging.getLogger(__name__)
 
@@ -98,9 +98,9 @@ class Connection:
                 data = await self._stream.receive_some(READ_SIZE)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return
-            steps = session.receive_data(data) if data else session.receive_eof()
-            for step in steps:
-                await self._run_step(step)
+            requests = session.receive_data(bytes(data)) if data else session.receive_eof()
+            for request in requests:
+                await self._run_step(session.classify(request))
             if not data:
                 return
 

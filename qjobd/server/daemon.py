@@ -14,6 +14,7 @@ accept loop, lets every client's queued messages drain for a moment, then ends.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any, Final
 
@@ -24,6 +25,7 @@ from qjobd.commands.control import version_info
 from qjobd.jobs.manager import JobManager
 from qjobd.model.registry import Model
 from qjobd.protocol.session import CommandSpec
+from qjobd.qapi.introspect import introspect
 from qjobd.qapi.schema import Schema
 from qjobd.schema_path import bundled_schema_path
 from qjobd.server.connection import Connection
@@ -34,6 +36,9 @@ __all__ = ["Daemon"]
 
 logger = logging.getLogger(__name__)
 
+#: Build-time symbols of QEMU's schema conditions that hold for qjobd.
+DEFINED_SYMBOLS: Final = frozenset({"CONFIG_POSIX", "CONFIG_LINUX"})
+
 #: How long clients get to receive what is queued for them when the daemon stops.
 DRAIN_SECONDS: Final = 2.0
 
@@ -43,9 +48,12 @@ class Daemon:
 
     def __init__(self, schema_path: Path | None = None) -> None:
         self.schema = Schema(str(schema_path or bundled_schema_path()))
-        self.model = Model(self.schema)
+        self.model = Model(self.schema, DEFINED_SYMBOLS)
         handlers = load_handlers()
-        commands = self.schema.commands()
+        commands = [
+            command for command in self.schema.commands()
+            if command.ifcond.evaluate(DEFINED_SYMBOLS)
+        ]
         names = {command.name for command in commands}
         missing = sorted(names - handlers.keys())
         orphans = sorted(handlers.keys() - names)
@@ -59,6 +67,10 @@ class Daemon:
             command.name: CommandSpec(command.name, command.allow_oob, command.success_response)
             for command in reversed(commands)
         }
+        # Structured once: this also checks our introspection data against the schema.
+        self.introspection = self.model.structure(
+            "SchemaInfoList", introspect(self.schema, DEFINED_SYMBOLS)
+        )
         self.greeting = {"version": version_info(), "capabilities": ["oob"]}
         self.events = EventBus()
         self.jobs = JobManager(self.events)
@@ -88,7 +100,9 @@ class Daemon:
                 async with trio.open_nursery() as clients:
                     async with trio.open_nursery() as acceptor:
                         await acceptor.start(
-                            trio.serve_listeners, self._handle_client, [listener], clients
+                            partial(trio.serve_listeners, handler_nursery=clients),
+                            self._handle_client,
+                            [listener],
                         )
                         task_status.started(socket_path)
                         await self._exit_requested.wait()

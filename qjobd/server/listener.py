@@ -58,14 +58,20 @@ def _clear_stale_socket(path: Path) -> None:
     raise StartupError(f"qjobd: another daemon is already listening on {path}")
 
 
-class UnixListener(trio.SocketListener):
-    """A ``trio.SocketListener`` that removes its socket file when closed."""
+class UnixListener(trio.abc.Listener[trio.SocketStream]):
+    """A socket listener that removes its socket file when closed.
+
+    (``trio.SocketListener`` is final, so this wraps one instead of extending it.)
+    """
 
     def __init__(self, sock: trio.socket.SocketType, path: Path) -> None:
-        super().__init__(sock)
+        self._listener = trio.SocketListener(sock)
         self.path = path
         info = path.stat()
         self._identity = (info.st_dev, info.st_ino)
+
+    async def accept(self) -> trio.SocketStream:
+        return await self._listener.accept()
 
     def remove_file(self) -> None:
         try:
@@ -77,7 +83,7 @@ class UnixListener(trio.SocketListener):
 
     async def aclose(self) -> None:
         self.remove_file()
-        await super().aclose()
+        await self._listener.aclose()
 
 
 async def open_unix_listener(path: Path, backlog: int = 128) -> UnixListener:

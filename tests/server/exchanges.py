@@ -5,6 +5,7 @@ socket client against Debian's qemu-storage-daemon 7.2 (see the project's shared
 reference transcripts); the daemon ends every line with CR LF.
 """
 
+# ruff: noqa: E501  (recorded lines are kept whole)
 from __future__ import annotations
 
 NOT_NEGOTIATED = [

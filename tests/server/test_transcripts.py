@@ -14,12 +14,13 @@ from qjobd import __version__
 def test_greeting_has_qsd_shape_with_qjobd_version(qjobd_socket: Path) -> None:
     with Wire(qjobd_socket) as wire:
         line = wire.raw_line()
-    assert line is not None and line.endswith(b"}\r\n")
+    assert line is not None
+    assert line.endswith(b"}\r\n")
     major, minor, micro = (int(part) for part in __version__.split("."))
     expected = (
-        '{"QMP": {"version": {"qemu": {"micro": %d, "minor": %d, "major": %d}, '
-        '"package": "qjobd %s"}, "capabilities": ["oob"]}}\r\n'
-        % (micro, minor, major, __version__)
+        f'{{"QMP": {{"version": {{"qemu": {{"micro": {micro}, "minor": {minor}, '
+        f'"major": {major}}}, "package": "qjobd {__version__}"}}, '
+        '"capabilities": ["oob"]}}\r\n'
     )
     assert line.decode() == expected
 
@@ -53,7 +54,7 @@ def test_query_version_matches_greeting(qjobd_socket: Path) -> None:
 
 
 def test_quit_answers_then_exits(tmp_path: Path) -> None:
-    from wire import start_qjobd
+    from wire import start_qjobd, stop
 
     path = tmp_path / "q.sock"
     process = start_qjobd(path)
@@ -63,3 +64,4 @@ def test_quit_answers_then_exits(tmp_path: Path) -> None:
         assert wire.raw_line(timeout=5) is None  # connection closed after the reply
     assert process.wait(10) == 0
     assert not path.exists()
+    stop(process)

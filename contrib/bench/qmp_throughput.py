@@ -1,0 +1,161 @@
+#!/usr/bin/env python3
+"""QMP command throughput of qjobd against qemu-storage-daemon, in one run.
+
+Measures ``query-jobs`` commands per second on one connection, ping-pong (send one,
+wait for its reply) and pipelined (a window of requests in flight), for both daemons,
+then qjobd with 8 connections at once (one client process each).  Prints rates and
+ratios; targets: qjobd >= 1.5x QSD on one connection, 8 connections >= 4x QSD's one.
+
+    python contrib/bench/qmp_throughput.py [--seconds 3] [--window 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REQUEST = b'{"execute": "query-jobs"}\n'
+REPLY_END = b"\n"
+
+
+def connect(path: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    sock.recv(65536)  # greeting
+    sock.sendall(b'{"execute": "qmp_capabilities"}\n')
+    sock.recv(65536)
+    return sock
+
+
+def ping_pong(path: str, seconds: float) -> float:
+    sock = connect(path)
+    count = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while True:
+        sock.sendall(REQUEST)
+        data = sock.recv(65536)
+        while not data.endswith(REPLY_END):
+            data += sock.recv(65536)
+        count += 1
+        if count % 64 == 0 and time.perf_counter() > deadline:
+            break
+    elapsed = time.perf_counter() - start
+    sock.close()
+    return count / elapsed
+
+
+def pipelined(path: str, seconds: float, window: int) -> float:
+    sock = connect(path)
+    sent = received = 0
+    burst = REQUEST * window
+    start = time.perf_counter()
+    deadline = start + seconds
+    sock.sendall(burst)
+    sent += window
+    pending = b""
+    while True:
+        data = sock.recv(1 << 20)
+        pending += data
+        lines = pending.count(REPLY_END)
+        if lines:
+            received += lines
+            pending = pending[pending.rfind(REPLY_END) + 1:]
+        if time.perf_counter() > deadline:
+            break
+        if sent - received < window // 2:
+            sock.sendall(burst)
+            sent += window
+    elapsed = time.perf_counter() - start
+    while received < sent:
+        data = sock.recv(1 << 20)
+        received += data.count(REPLY_END)
+    sock.close()
+    return received / elapsed
+
+
+def _worker(args: tuple[str, str, float, int]) -> float:
+    mode, path, seconds, window = args
+    return ping_pong(path, seconds) if mode == "ping-pong" else pipelined(path, seconds, window)
+
+
+def start(command: list[str], path: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit(f"could not start {command[0]}")
+        time.sleep(0.02)
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--window", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=8)
+    options = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="qjobd-bench-"))
+    daemons: dict[str, subprocess.Popen[bytes]] = {}
+    paths: dict[str, str] = {}
+    try:
+        qjobd_sock = workdir / "qjobd.sock"
+        daemons["qjobd"] = start(
+            [sys.executable, "-m", "qjobd", "--socket", str(qjobd_sock), "--log-level", "warning"],
+            qjobd_sock,
+        )
+        paths["qjobd"] = str(qjobd_sock)
+        if shutil.which("qemu-storage-daemon"):
+            qsd_sock = workdir / "qsd.sock"
+            daemons["qsd"] = start(
+                ["qemu-storage-daemon", "--chardev",
+                 f"socket,path={qsd_sock},server=on,wait=off,id=c0", "--monitor", "chardev=c0"],
+                qsd_sock,
+            )
+            paths["qsd"] = str(qsd_sock)
+        else:
+            print("qemu-storage-daemon not installed: qjobd only")
+
+        rates: dict[tuple[str, str], float] = {}
+        for mode in ("ping-pong", "pipelined"):
+            for name, path in paths.items():
+                rate = _worker((mode, path, options.seconds, options.window))
+                rates[(name, mode)] = rate
+                print(f"{name:6} {mode:10} 1 connection : {rate:10,.0f} commands/s")
+            if "qsd" in paths:
+                ratio = rates[("qjobd", mode)] / rates[("qsd", mode)]
+                print(f"       {mode:10} ratio qjobd/qsd: {ratio:.2f}x (target >= 1.5x)")
+
+        n = options.connections
+        for mode in ("ping-pong", "pipelined"):
+            with multiprocessing.Pool(n) as pool:
+                parts = pool.map(
+                    _worker, [(mode, paths["qjobd"], options.seconds, options.window)] * n
+                )
+            total = sum(parts)
+            print(f"qjobd  {mode:10} {n} connections: {total:10,.0f} commands/s in all")
+            if "qsd" in paths:
+                ratio = total / rates[("qsd", mode)]
+                print(f"       {mode:10} ratio vs qsd's one connection: {ratio:.2f}x"
+                      " (target >= 4x)")
+    finally:
+        for process in daemons.values():
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
