@@ -36,7 +36,10 @@ class QMPError(QJobdError):
             self.error_class = error_class
 
     def __str__(self) -> str:
-        return f"{self.error_class}: {self.desc}"
+        return self.desc
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.error_class}: {self.desc!r})"
 
 
 class CommandNotFound(QMPError):

@@ -1,7 +1,8 @@
 """Handlers of the block-job-* family in schema/block-core.json.
 
 These address a job by ``device`` (its id) and answer unknown ids with the
-DeviceNotActive class, as QEMU does, unlike the job-* family.
+DeviceNotActive class, as QEMU does, unlike the job-* family.  Jobs that are not
+block jobs (``create``) are invisible to them.
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from qjobd.commands import CommandContext, handler
-from qjobd.errors import DeviceNotActive
+from qjobd.errors import DeviceNotActive, QMPError
+from qjobd.jobs.job import Job
 
 
-def find_block_job(context: CommandContext, device: str) -> Any:
+def find_block_job(context: CommandContext, device: str) -> Job:
     job = context.daemon.jobs.find(device)
-    if job is None or not getattr(job, "is_block_job", False):
+    if job is None or not job.is_block_job:
         raise DeviceNotActive(f"Block job '{device}' not found")
     return job
 
@@ -26,18 +28,26 @@ async def block_job_set_speed(context: CommandContext, arguments: Any) -> None:
 
 @handler("block-job-cancel")
 async def block_job_cancel(context: CommandContext, arguments: Any) -> None:
-    force = bool(getattr(arguments, "force", False))
-    find_block_job(context, arguments.device).user_cancel(force=force)
+    job = find_block_job(context, arguments.device)
+    force = bool(arguments.force)
+    if job.user_paused and not force:
+        raise QMPError(f"The block job for device '{arguments.device}' is currently paused")
+    job.user_cancel(force=force)
+    await job.settle()
 
 
 @handler("block-job-pause")
 async def block_job_pause(context: CommandContext, arguments: Any) -> None:
-    find_block_job(context, arguments.device).user_pause()
+    job = find_block_job(context, arguments.device)
+    job.user_pause()
+    await job.settle()
 
 
 @handler("block-job-resume")
 async def block_job_resume(context: CommandContext, arguments: Any) -> None:
-    find_block_job(context, arguments.device).user_resume()
+    job = find_block_job(context, arguments.device)
+    job.user_resume()
+    await job.settle()
 
 
 @handler("block-job-complete")
@@ -56,9 +66,6 @@ async def block_job_finalize(context: CommandContext, arguments: Any) -> None:
 
 
 @handler("query-block-jobs")
-async def query_block_jobs(context: CommandContext, arguments: Any) -> list[dict[str, Any]]:
-    return [
-        job.block_info()
-        for job in context.daemon.jobs.jobs.values()
-        if getattr(job, "is_block_job", False)
-    ]
+async def query_block_jobs(context: CommandContext, arguments: Any) -> Any:
+    jobs = [job.block_info() for job in context.daemon.jobs.jobs.values() if job.is_block_job]
+    return context.daemon.model.structure("BlockJobInfoList", jobs)

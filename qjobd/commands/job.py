@@ -6,9 +6,10 @@ from typing import Any
 
 from qjobd.commands import CommandContext, handler
 from qjobd.errors import QMPError
+from qjobd.jobs.job import Job
 
 
-def find_job(context: CommandContext, job_id: str) -> Any:
+def find_job(context: CommandContext, job_id: str) -> Job:
     """The job called ``job_id``, or QEMU's error for job-* commands."""
     job = context.daemon.jobs.find(job_id)
     if job is None:
@@ -18,22 +19,29 @@ def find_job(context: CommandContext, job_id: str) -> Any:
 
 @handler("job-pause")
 async def job_pause(context: CommandContext, arguments: Any) -> None:
-    find_job(context, arguments.id).user_pause()
+    job = find_job(context, arguments.id)
+    job.user_pause()
+    await job.settle()
 
 
 @handler("job-resume")
 async def job_resume(context: CommandContext, arguments: Any) -> None:
-    find_job(context, arguments.id).user_resume()
+    job = find_job(context, arguments.id)
+    job.user_resume()
+    await job.settle()
 
 
 @handler("job-cancel")
 async def job_cancel(context: CommandContext, arguments: Any) -> None:
-    find_job(context, arguments.id).user_cancel(force=True)
+    job = find_job(context, arguments.id)
+    job.user_cancel(force=True)
+    await job.settle()
 
 
 @handler("job-complete")
 async def job_complete(context: CommandContext, arguments: Any) -> None:
-    find_job(context, arguments.id).user_complete()
+    job = find_job(context, arguments.id)
+    job.user_complete()
 
 
 @handler("job-dismiss")
@@ -47,5 +55,6 @@ async def job_finalize(context: CommandContext, arguments: Any) -> None:
 
 
 @handler("query-jobs")
-async def query_jobs(context: CommandContext, arguments: Any) -> list[dict[str, Any]]:
-    return [job.info() for job in context.daemon.jobs.jobs.values()]
+async def query_jobs(context: CommandContext, arguments: Any) -> Any:
+    jobs = context.daemon.jobs.jobs.values()
+    return context.daemon.model.structure("JobInfoList", [job.info() for job in jobs])

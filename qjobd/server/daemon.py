@@ -111,7 +111,9 @@ class Daemon:
                     for connection in list(self.connections):
                         connection.stop()
                     clients.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
-                jobs_nursery.cancel_scope.cancel()
+                # As QEMU on exit: force-cancel the jobs and let them clean up.
+                self.jobs.cancel_all()
+                jobs_nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
         finally:
             listener.remove_file()
         logger.info("stopped")

@@ -185,7 +185,7 @@ def test_check_verb_literal_messages() -> None:
         with pytest.raises(QMPError, match=re.escape(text)) as info:
             check_verb(job_id, status, verb)
         assert info.value.desc == text
-        assert str(info.value) == "GenericError: " + text
+        assert str(info.value) == text
 
 
 # --- every (from, to) pair ---------------------------------------------------------

@@ -1,0 +1,438 @@
+"""A job: one background operation following QEMU's job life cycle.
+
+A :class:`Job` is driven by two parties.  Its own trio task runs the
+:class:`JobDriver` (the data-moving part, in :mod:`qjobd.jobdrivers`) and, when the
+driver returns, the completion logic of its transaction.  QMP handlers call the
+``user_*`` verbs, which change flags and wake the task; they never run driver code
+themselves.  Every status change goes through :meth:`Job.transition`, which checks
+QEMU's table (:mod:`qjobd.jobs.fsm`) and emits ``JOB_STATUS_CHANGE``.
+
+Drivers cooperate at *pause points*: between chunks they call
+:meth:`Job.pause_point` (or :meth:`Job.rate_limit`, which sleeps as the speed
+demands and then passes a pause point).  That is where a paused job parks
+(``paused``, or ``standby`` when ``ready``), where a force-cancelled job stops (its
+cancel scope raises ``trio.Cancelled``), and where a new speed takes effect.  Blocking
+I/O runs in worker threads through :meth:`Job.run_io` and is never abandoned half way,
+so a cancelled job leaves whole chunks behind.
+
+Flags, as in QEMU: ``pause_count`` counts pause requests (internal ones nest), the
+user's pause is the ``user_paused`` flag on top; ``cancelled`` with ``force_cancel``
+means the job must end with an error, ``cancelled`` alone (a soft cancel of a ready
+mirror) asks it to finish without completing its work.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import trio
+
+from qjobd.errors import QJobdError, QMPError
+from qjobd.jobs.fsm import JobStatus, JobVerb, check_transition, check_verb
+from qjobd.jobs.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from qjobd.jobs.manager import JobManager, Transaction
+
+__all__ = ["Job", "JobDriver", "JobFailed"]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Statuses in which the job's work is over (QEMU's job_is_completed).
+COMPLETED_STATUSES = frozenset(
+    {JobStatus.WAITING, JobStatus.PENDING, JobStatus.ABORTING, JobStatus.CONCLUDED,
+     JobStatus.NULL}
+)
+
+
+class JobFailed(QJobdError):
+    """A driver's way to end its job with an error message (JobInfo.error)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class JobDriver:
+    """What one kind of job does; QEMU's JobDriver callbacks.
+
+    Subclasses set :attr:`job_type` and implement :meth:`run`.  The other hooks are
+    optional; each says when it is called.
+    """
+
+    #: The JobType value (``backup``, ``mirror``, ``create``...).
+    job_type: ClassVar[str] = ""
+    #: Block jobs are also visible to the block-job-* commands and send BLOCK_JOB_*.
+    is_block_job: ClassVar[bool] = True
+
+    async def run(self, job: Job) -> None:
+        """Do the work; return on success, raise :class:`JobFailed` or OSError on error."""
+        raise NotImplementedError
+
+    def complete(self, job: Job) -> None:
+        """``job-complete`` in ready/standby; by default jobs cannot be completed."""
+        raise QMPError(f"The active block job '{job.id}' cannot be completed")
+
+    def cancel(self, job: Job, force: bool) -> bool:
+        """A cancel request; returns whether it must be treated as forced."""
+        return True
+
+    def prepare(self, job: Job) -> None:
+        """Before commit, for every job of a successful transaction; may raise JobFailed."""
+
+    def commit(self, job: Job) -> None:
+        """The job (and its transaction) succeeded: make the result visible."""
+
+    def abort(self, job: Job) -> None:
+        """The job or its transaction failed or was cancelled: undo what is visible."""
+
+    def clean(self, job: Job) -> None:
+        """After commit or abort: release nodes, permissions, files."""
+
+    def set_speed(self, job: Job, speed: int) -> None:
+        """The speed changed (the job's rate limiter is already updated)."""
+
+
+class Job:
+    """One job: its status, flags, progress, and the task that runs it."""
+
+    def __init__(
+        self,
+        manager: JobManager,
+        job_id: str,
+        driver: JobDriver,
+        *,
+        auto_finalize: bool = True,
+        auto_dismiss: bool = True,
+        speed: int = 0,
+        request_id: Any = None,
+    ) -> None:
+        self.manager = manager
+        self.id = job_id
+        self.driver = driver
+        self.auto_finalize = auto_finalize
+        self.auto_dismiss = auto_dismiss
+        self.request_id = request_id
+        self.status = JobStatus.UNDEFINED
+        self.txn: Transaction | None = None
+        #: Progress in bytes (or steps): current-progress / total-progress.
+        self.progress_current = 0
+        self.progress_total = 0
+        #: Why the job failed (also "Operation canceled"), None while it has not.
+        self.error: str | None = None
+        self.failed = False
+        self.speed = speed
+        self.limiter = RateLimiter(speed)
+        self.io_status = "ok"
+        self.pause_count = 1  # created jobs are paused until started, as in QEMU
+        self.user_paused = False
+        self.paused = False
+        self.busy = False
+        self.cancelled = False
+        self.force_cancel = False
+        #: True once run() has returned (QEMU's deferred_to_main_loop).
+        self.deferred = False
+        self.started = False
+        self.created_at = time.time()
+        self.finished_at: float | None = None
+        self._scope = trio.CancelScope()
+        self._kick = trio.Event()
+        self._settled = trio.Event()
+        self._work_done = trio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Job {self.id!r} {self.driver.job_type} {self.status.value}>"
+
+    @property
+    def type(self) -> str:
+        return self.driver.job_type
+
+    @property
+    def is_block_job(self) -> bool:
+        return self.driver.is_block_job
+
+    # Section: status
+
+    def transition(self, status: JobStatus) -> None:
+        """Move to ``status``; QEMU's table is asserted and real changes announced."""
+        if check_transition(self.status, status):
+            self.status = status
+            self.manager.events.emit(
+                "JOB_STATUS_CHANGE", {"id": self.id, "status": status.value}
+            )
+
+    def check_verb(self, verb: JobVerb) -> None:
+        check_verb(self.id, self.status, verb)
+
+    @property
+    def is_completed(self) -> bool:
+        return self.status in COMPLETED_STATUSES
+
+    @property
+    def is_ready(self) -> bool:
+        return self.status in (JobStatus.READY, JobStatus.STANDBY)
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Cancelled for real: the job must end with an error."""
+        return self.cancelled and self.force_cancel
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancelled
+
+    # Section: progress
+
+    def progress_update(self, done: int) -> None:
+        self.progress_current += done
+
+    def progress_set_remaining(self, remaining: int) -> None:
+        self.progress_total = self.progress_current + remaining
+
+    def progress_increase_remaining(self, delta: int) -> None:
+        self.progress_total += delta
+
+    # Section: used by drivers inside run()
+
+    async def pause_point(self) -> None:
+        """Stop here while paused; raises trio.Cancelled once force-cancelled."""
+        await trio.lowlevel.checkpoint()
+        if self.pause_count <= 0 or self.is_cancelled:
+            return
+        previous = self.status
+        self.transition(JobStatus.STANDBY if previous == JobStatus.READY else JobStatus.PAUSED)
+        self.paused = True
+        try:
+            while self.pause_count > 0 and not self.is_cancelled:
+                await self._wait_for_kick()
+        finally:
+            self.paused = False
+            self.transition(previous)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep up to ``seconds``; a verb (pause, cancel, new speed) cuts it short."""
+        if seconds > 0 and not self.is_cancelled and self.pause_count <= 0:
+            with trio.move_on_after(seconds):
+                await self._wait_for_kick()
+        await self.pause_point()
+
+    async def rate_limit(self, nbytes: int) -> None:
+        """Account for ``nbytes`` moved and wait as long as the speed requires."""
+        self.limiter.processed(nbytes, trio.current_time())
+        while True:
+            delay = self.limiter.delay(trio.current_time())
+            await self.sleep(delay)
+            if not delay or self.is_cancelled:
+                return
+
+    async def yield_until_kicked(self) -> None:
+        """Idle until a verb or :meth:`kick` wakes the job (a ready mirror waits so)."""
+        if not self.is_cancelled and self.pause_count <= 0:
+            await self._wait_for_kick()
+        await self.pause_point()
+
+    async def run_io(self, function: Callable[..., T], *args: Any) -> T:
+        """Run blocking I/O in a worker thread; the job counts as busy meanwhile."""
+        self.busy = True
+        self._settled.set()  # parked in a thread: verbs take effect afterwards
+        try:
+            return await trio.to_thread.run_sync(function, *args)
+        finally:
+            self.busy = False
+
+    def transition_to_ready(self) -> None:
+        """The job converged (mirror): announce it and wait for complete or cancel."""
+        self.transition(JobStatus.READY)
+        if self.is_block_job:
+            self.manager.events.emit("BLOCK_JOB_READY", self.block_event_data())
+
+    def kick(self) -> None:
+        """Wake the job's task if it is waiting at a pause point or sleeping."""
+        self._settled = trio.Event()
+        self._kick.set()
+        self._kick = trio.Event()
+
+    async def _wait_for_kick(self) -> None:
+        kick = self._kick
+        self._settled.set()
+        await kick.wait()
+
+    # Section: the job's own task
+
+    async def main(self) -> None:
+        """The job's task: run the driver, then complete (QEMU's job_co_entry/job_exit)."""
+        failure: str | None = None
+        with self._scope:
+            try:
+                await self.pause_point()
+                await self.driver.run(self)
+            except JobFailed as error:
+                failure = error.message
+            except OSError as error:
+                failure = os.strerror(error.errno) if error.errno else str(error)
+            except QMPError as error:
+                failure = error.desc
+            except Exception as error:
+                logger.exception("job %s failed unexpectedly", self.id)
+                failure = f"internal error: {error!r}"
+        if failure is not None:
+            self.failed = True
+            self.error = failure
+        self.deferred = True
+        self.busy = False
+        self.finished_at = time.time()
+        self._work_done.set()
+        self.manager.job_completed(self)
+        self._settled.set()
+
+    # Section: user verbs (QMP handlers call these)
+
+    async def settle(self) -> None:
+        """Give a woken job the chance to react before the command replies.
+
+        QEMU runs a sleeping job right away when a verb wakes it, so the events that
+        follow (``paused``, ``aborting``...) precede the command's reply.  A job busy
+        in a worker thread reacts later, as in QEMU.
+        """
+        if not self.busy and not self.deferred:
+            with trio.move_on_after(1.0):
+                await self._settled.wait()
+
+    def user_pause(self) -> None:
+        self.check_verb(JobVerb.PAUSE)
+        if self.user_paused:
+            raise QMPError("Job is already paused")
+        self.user_paused = True
+        self.pause()
+
+    def user_resume(self) -> None:
+        if not self.user_paused or self.pause_count <= 0:
+            raise QMPError("Can't resume a job that was not paused")
+        self.check_verb(JobVerb.RESUME)
+        self.user_paused = False
+        self.io_status = "ok"
+        self.resume()
+
+    def pause(self) -> None:
+        """An internal pause request (they nest)."""
+        self.pause_count += 1
+        if not self.paused:
+            self.kick()
+
+    def resume(self) -> None:
+        assert self.pause_count > 0
+        self.pause_count -= 1
+        if self.pause_count == 0:
+            self.kick()
+
+    def user_set_speed(self, speed: int) -> None:
+        self.check_verb(JobVerb.SET_SPEED)
+        if speed < 0:
+            raise QMPError("Parameter 'speed' expects a non-negative value")
+        old = self.speed
+        self.speed = speed
+        self.limiter.set_speed(speed)
+        self.driver.set_speed(self, speed)
+        if not (speed and speed <= old):
+            self.kick()  # faster (or unlimited): stop sleeping at the old rate
+
+    def user_complete(self) -> None:
+        self.check_verb(JobVerb.COMPLETE)
+        if self.cancel_requested:
+            raise QMPError(f"The active block job '{self.id}' cannot be completed")
+        self.driver.complete(self)
+
+    def user_cancel(self, force: bool) -> None:
+        self.check_verb(JobVerb.CANCEL)
+        self.manager.cancel(self, force)
+
+    def user_finalize(self) -> None:
+        self.check_verb(JobVerb.FINALIZE)
+        self.manager.finalize(self)
+
+    def user_dismiss(self) -> None:
+        self.check_verb(JobVerb.DISMISS)
+        self.manager.dismiss(self)
+
+    # Section: cancellation internals
+
+    def cancel_async(self, force: bool) -> None:
+        """Mark the job cancelled and make its task notice (QEMU's job_cancel_async)."""
+        force = self.driver.cancel(self, force)
+        if self.user_paused:
+            self.user_paused = False
+            assert self.pause_count > 0
+            self.pause_count -= 1
+        if force or not self.deferred:
+            self.cancelled = True
+            self.force_cancel |= force
+        if self.is_cancelled:
+            self._scope.cancel()
+        self.kick()
+
+    async def wait_work_done(self) -> None:
+        await self._work_done.wait()
+
+    # Section: what queries and events show
+
+    def info(self) -> dict[str, Any]:
+        """JobInfo, as query-jobs shows it."""
+        result: dict[str, Any] = {
+            "id": self.id,
+            "type": self.type,
+            "status": self.status.value,
+            "current-progress": self.progress_current,
+            "total-progress": self.progress_total,
+        }
+        if self.error is not None:
+            result["error"] = self.error
+        return result
+
+    def block_info(self) -> dict[str, Any]:
+        """BlockJobInfo, as query-block-jobs shows it."""
+        result: dict[str, Any] = {
+            "type": self.type,
+            "device": self.id,
+            "len": self.progress_total,
+            "offset": self.progress_current,
+            "busy": self.busy,
+            "paused": self.pause_count > 0,
+            "speed": self.speed,
+            "io-status": self.io_status,
+            "ready": self.is_ready,
+            "status": self.status.value,
+            "auto-finalize": self.auto_finalize,
+            "auto-dismiss": self.auto_dismiss,
+        }
+        if self.error is not None:
+            result["error"] = self.error
+        return result
+
+    def block_event_data(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "device": self.id,
+            "len": self.progress_total,
+            "offset": self.progress_current,
+            "speed": self.speed,
+        }
+
+    def io_error(self, operation: str, action: str, error_number: int) -> None:
+        """Report an I/O error as QEMU's block_job_error_action does."""
+        self.manager.events.emit(
+            "BLOCK_JOB_ERROR", {"device": self.id, "operation": operation, "action": action}
+        )
+        if action == "stop":
+            if not self.user_paused:
+                self.pause()
+                self.user_paused = True
+            if self.io_status == "ok":
+                self.io_status = "nospace" if error_number == errno.ENOSPC else "failed"
