@@ -245,7 +245,7 @@ class BlockGraph:
         driver = options["driver"]
         cls = DRIVERS.get(driver)
         if cls is None:
-            raise QMPError(f"Unknown driver: '{driver}'")
+            raise QMPError(f"Unknown driver '{driver}'")
         common = self._common(options, inherited)
         node = cls(options, common)
 

@@ -8,7 +8,8 @@ Task tree while serving::
      +-- job manager nursery (jobs run here, independent of any client)
 
 A client that disconnects takes nothing else with it; ``quit`` or a signal stops the
-accept loop, lets every client's queued messages drain for a moment, then ends.
+accept loop, lets every client's queued messages drain for a moment, cancels the jobs,
+then closes every block node.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, Final
 
 import trio
 
+from qjobd.block import BlockGraph
 from qjobd.commands import HANDLERS, load_handlers
 from qjobd.commands.control import version_info
 from qjobd.jobs.manager import JobManager
@@ -73,6 +75,8 @@ class Daemon:
         )
         self.greeting = {"version": version_info(), "capabilities": ["oob"]}
         self.events = EventBus()
+        #: The block graph: every node blockdev-add (or a job) opened.
+        self.block = BlockGraph()
         self.jobs = JobManager(self.events)
         self.connections: set[Connection] = set()
         self._exit_requested = trio.Event()
@@ -116,6 +120,8 @@ class Daemon:
                 jobs_nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
         finally:
             listener.remove_file()
+            # The jobs are gone (their nursery has ended): nothing uses the nodes now.
+            self.block.close_all()
         logger.info("stopped")
 
     async def _handle_client(self, stream: trio.SocketStream) -> None:

@@ -113,7 +113,7 @@ def test_open_errors(graph: BlockGraph, tmp_path: Path) -> None:
     assert error_of(graph, {"driver": "file", "node-name": "e", "filename": ""}) \
         == "The 'file' block driver requires a file name"
     assert error_of(graph, {"driver": "qcow2", "node-name": "q", "file": "x"}) \
-        == "Unknown driver: 'qcow2'"
+        == "Unknown driver 'qcow2'"
     assert len(graph) == 0
 
 

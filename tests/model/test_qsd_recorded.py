@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 
 from qjobd.model import ArgumentError, Model
+from qjobd.qapi import Schema
+from qjobd.qapi.schema import ObjectType
+from qjobd.schema_path import bundled_schema_path
 
 MAX64 = 2**64
 
@@ -425,9 +428,19 @@ def test_qemu_schema(
 
 
 def test_bundled_schema_agrees(bundled_model: Model) -> None:
-    """The rows for commands qjobd ships give the same answers with its schema."""
+    """The rows for commands qjobd ships give the same answers with its schema.
+
+    blockdev-add rows for drivers qjobd does not implement are left out: its
+    BlockdevOptions has no branch for them, so it takes no driver options there.
+    """
+    options = Schema(str(bundled_schema_path())).lookup_type("BlockdevOptions")
+    assert isinstance(options, ObjectType)
+    assert options.variants is not None
+    unbranched = {v.name for v in options.variants.variants if v.type.name == "q_empty"}
     checked = 0
     for command, arguments, expected in RECORDED:
+        if command == "blockdev-add" and arguments.get("driver") in unbranched:
+            continue
         if command in bundled_model.commands:
             assert _outcome(bundled_model, command, arguments) == expected, (command, arguments)
             checked += 1
