@@ -279,7 +279,6 @@ _INTEGER: Final = 6
 _FLOAT: Final = 7
 _KEYWORD: Final = 8
 _STRING: Final = 9
-_OVERSIZE: Final = 10  # a token the lexer gave up on
 
 _STRUCTURAL: Final = {
     ord("{"): _LCURLY,
@@ -391,6 +390,8 @@ def _parse(tokens: list[_Token]) -> JSONValue | JSONParseError:
                 continue
             pos += 1
             value = container
+        elif kind == _INTEGER and len(text) < 19:
+            value = int(text)  # fits int64 whatever the digits
         elif kind >= _INTEGER:
             scalar = _scalar(kind, text)
             if isinstance(scalar, JSONParseError):
@@ -488,7 +489,7 @@ _WS_TEXT: Final = re.compile(r"[ \t\r\n]*")
 #: Values shorter than this cannot nest deeper than QEMU allows.
 _FAST_SHALLOW: Final = MAX_NESTING
 #: Values at most this long cannot reach the token count or size limits.
-_FAST_MAX_SIZE: Final = MAX_TOKEN_COUNT
+_FAST_MAX_SIZE: Final = min(MAX_TOKEN_COUNT, MAX_TOKEN_SIZE - 1)
 
 
 def _fast_value(text: str, pos: int, end: int) -> tuple[JSONValue, int] | None:
@@ -560,6 +561,11 @@ class JSONStreamDecoder:
         """The client closed the connection: QEMU drops any partial value silently."""
         self.reset()
         return []
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of input held for an unfinished value (QEMU's limits bound it)."""
+        return len(self._token) + self._token_size
 
     def reset(self) -> None:
         """Forget everything, as a fresh decoder."""
@@ -641,7 +647,7 @@ class JSONStreamDecoder:
                     byte = data[pos]
                     if byte == 0x7B or byte == 0x5B:
                         break
-                match = _TOKEN.match(data, pos, min(end, pos + limit))
+                match = _TOKEN.match(data, pos, end if end - pos <= limit else pos + limit)
                 if match is not None:
                     group = match.lastindex
                     assert group is not None
@@ -788,8 +794,11 @@ class JSONStreamDecoder:
         return _RECOVERY
 
     def _oversize(self, token: bytearray) -> int:
-        """The current token outgrew the limit: QEMU reports it and starts afresh."""
-        self._emit(_OVERSIZE, bytes(token))
+        """The current token outgrew the limit: QEMU reports it and starts afresh.
+
+        (QEMU passes the token to the streamer, whose size check always refuses it.)
+        """
+        self._fail(_ERR_SIZE)
         del token[:]
         return _START
 
@@ -802,41 +811,62 @@ class JSONStreamDecoder:
         self._brackets = 0
 
     def _emit(self, kind: int, text: bytes) -> None:
-        """Collect one token; parse the value when its brackets balance."""
+        """Collect one token; parse the value when its brackets balance.
+
+        QEMU checks size, count and nesting, in that order, for every token; we
+        skip the checks that cannot fail (nesting only grows at an opener, and a
+        value can only end at a closer or when nothing is pending).
+        """
         tokens = self._tokens
-        if kind >= _INTEGER and not tokens:
-            # A scalar on its own: the common top-level case, no bookkeeping.
-            if kind == _OVERSIZE or len(text) + 1 > MAX_TOKEN_SIZE:
-                self._out.append(_ERR_SIZE)
+        out = self._out
+        if not tokens:
+            if kind >= _INTEGER:
+                # A scalar on its own: size is the only limit it can reach.
+                if len(text) >= MAX_TOKEN_SIZE:
+                    out.append(_ERR_SIZE)
+                else:
+                    out.append(_scalar(kind, text))
+            elif kind in (_LCURLY, _LSQUARE):
+                tokens.append((kind, text))
+                self._token_size = 1
+                if kind == _LCURLY:
+                    self._braces = 1
+                else:
+                    self._brackets = 1
             else:
-                self._out.append(_scalar(kind, text))
+                out.append(_ERR_VALUE)  # a lone } ] : or ,
             return
-        if kind == _LCURLY:
-            self._braces += 1
-        elif kind == _RCURLY:
-            self._braces -= 1
-        elif kind == _LSQUARE:
-            self._brackets += 1
-        elif kind == _RSQUARE:
-            self._brackets -= 1
         # Structural tokens are one byte long; the lexer passes them as b"".
-        length = len(text) if kind >= _INTEGER else 1
-        error = None
-        if self._token_size + length + 1 > MAX_TOKEN_SIZE:
-            error = _ERR_SIZE
-        elif len(tokens) + 1 > MAX_TOKEN_COUNT:
-            error = _ERR_COUNT
-        elif self._braces + self._brackets > MAX_NESTING:
-            error = _ERR_NESTING
-        if error is not None:
-            self._drop_tokens()
-            self._out.append(error)
+        size = self._token_size + (len(text) if kind >= _INTEGER else 1)
+        if size >= MAX_TOKEN_SIZE:  # pending + this + 1 > limit
+            self._fail(_ERR_SIZE)
             return
+        if len(tokens) >= MAX_TOKEN_COUNT:
+            self._fail(_ERR_COUNT)
+            return
+        if kind <= _RSQUARE:
+            if kind == _LCURLY:
+                self._braces += 1
+            elif kind == _LSQUARE:
+                self._brackets += 1
+            else:
+                if kind == _RCURLY:
+                    self._braces -= 1
+                else:
+                    self._brackets -= 1
+                braces = self._braces
+                brackets = self._brackets
+                if not ((braces > 0 or brackets > 0) and braces >= 0 and brackets >= 0):
+                    tokens.append((kind, text))
+                    self._drop_tokens()
+                    out.append(_parse(tokens))
+                    return
+            if self._braces + self._brackets > MAX_NESTING:
+                self._fail(_ERR_NESTING)
+                return
         tokens.append((kind, text))
-        self._token_size += length
-        braces = self._braces
-        brackets = self._brackets
-        if (braces > 0 or brackets > 0) and braces >= 0 and brackets >= 0:
-            return
+        self._token_size = size
+
+    def _fail(self, error: JSONParseError) -> None:
         self._drop_tokens()
-        self._out.append(_parse(tokens))
+        self._out.append(error)

@@ -10,6 +10,10 @@ dispatcher (``query-jobs`` returns ``[]``, anything that is not an object is "QM
 input must be a JSON object", parse errors are GenericError) and QEMU's JSON writer,
 so number conversion and string handling are checked down to the wire text.
 
+``HUGE`` (64 MiB tokens, 2 Mi tokens, 100 MiB that never ends) was recorded the same
+way.  ``test_live_qsd_agrees`` replays the table, plus random streams, against a
+qemu-storage-daemon started for the test when one is installed.
+
 Speed: ``python contrib/bench/jsonstream_speed.py`` prints values/s for a
 ``{"execute": "query-jobs", "id": 17}`` stream, fed in 4 KiB chunks and one line
 per feed, with the fast path on and off.
@@ -19,12 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire import Wire
 
 from qjobd.protocol import jsonstream
 from qjobd.protocol.jsonstream import (
@@ -49,9 +56,9 @@ def _quote(text: str) -> str:
             out.append({"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}[char])
         elif code > 0xFFFF:
             code -= 0x10000
-            out.append("\\u%04X\\u%04X" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)))
+            out.append(f"\\u{0xD800 + (code >> 10):04X}\\u{0xDC00 + (code & 0x3FF):04X}")
         elif code < 0x20 or code >= 0x7F:
-            out.append("\\u%04X" % code)
+            out.append(f"\\u{code:04X}")
         else:
             out.append(char)
     out.append('"')
@@ -66,7 +73,7 @@ def _wire(value: object) -> str:
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return "%.17g" % value
+        return f"{value:.17g}"
     if isinstance(value, str):
         return _quote(value)
     if isinstance(value, list):
@@ -74,12 +81,12 @@ def _wire(value: object) -> str:
     raise TypeError(value)
 
 
-def E(desc: str) -> str:  # noqa: N802 - table shorthand
+def E(desc: str) -> str:  # table shorthand
     """A GenericError reply; ``desc`` is the wire text between the quotes."""
     return '{"error": {"class": "GenericError", "desc": "' + desc + '"}}'
 
 
-def R(request_id: str | None = None) -> str:  # noqa: N802 - table shorthand
+def R(request_id: str | None = None) -> str:  # table shorthand
     """A query-jobs reply; ``request_id`` is the echoed id as wire text."""
     if request_id is None:
         return '{"return": []}'
@@ -104,7 +111,7 @@ def reply(item: object) -> str:
     raise AssertionError(f"the table has no rule for {item!r}")
 
 
-def Q(id_text: bytes) -> bytes:  # noqa: N802 - table shorthand
+def Q(id_text: bytes) -> bytes:  # table shorthand
     """A query-jobs command line whose id is ``id_text`` verbatim."""
     return b'{"execute":"query-jobs","id":' + id_text + b"}\n"
 
@@ -545,7 +552,7 @@ def _string_token(total: int) -> bytes:
 
 # Recorded from QSD 7.2 as well (each takes QSD minutes: its monitor reads one byte
 # per main-loop iteration).  Built lazily: some are 100 MiB.
-HUGE: dict[str, tuple[object, list[str]]] = {
+HUGE: dict[str, tuple[Callable[[], bytes], list[str]]] = {
     "string of 64 MiB - 1 bytes": (
         lambda: _string_token(MAX_TOKEN_SIZE - 1) + b"\n",
         [NOT_OBJECT],
@@ -569,11 +576,11 @@ HUGE: dict[str, tuple[object, list[str]]] = {
         lambda: b"[" + b"0," * _MIB + b"0]\n",
         [TOO_MANY, NOT_OBJECT, EXPECTING],
     ),
-    "two strings, 64 MiB of tokens in all": (
+    "array of 64 MiB - 1 token bytes": (
         lambda: b"[" + _string_token(32 * _MIB) + b"," + _string_token(32 * _MIB - 4) + b"]\n",
         [NOT_OBJECT],
     ),
-    "two strings, 64 MiB + 1 of tokens in all": (
+    "array of 64 MiB token bytes": (
         lambda: b"[" + _string_token(32 * _MIB) + b"," + _string_token(32 * _MIB - 3) + b"]\n",
         [TOO_BIG],
     ),
@@ -656,8 +663,7 @@ def test_recorded_from_qsd(data: bytes, replies: list[str]) -> None:
 @pytest.mark.parametrize("name", list(HUGE))
 def test_recorded_limits(name: str) -> None:
     build, replies = HUGE[name]
-    assert callable(build)
-    data: bytes = build()
+    data = build()
     decoder = JSONStreamDecoder()
     out: list[object] = []
     for pos in range(0, len(data), _MIB):
@@ -670,13 +676,15 @@ def test_recorded_limits(name: str) -> None:
 def test_flood_without_end_stays_bounded() -> None:
     """A client that never closes a value gets limit errors, not our memory."""
     decoder = JSONStreamDecoder()
-    errors = []
-    chunk = b"[" + b'"' + b"x" * (4 * _MIB) + b'",' * 1
-    for _ in range(40):  # 160 MiB inside one array that never ends
-        errors += decoder.feed(chunk)
+    out = []
+    chunk = b'["' + b"x" * (4 * _MIB) + b'",'
+    for _ in range(40):  # 160 MiB of arrays that never end
+        out += decoder.feed(chunk)
         assert decoder.buffered <= MAX_TOKEN_SIZE
-    assert errors
-    assert all(error == JSONParseError("JSON token size limit exceeded") for error in errors)
+    # Every 64 MiB the value is dropped; the token it stopped at, here the comma
+    # after the string, then stands alone.
+    too_big = JSONParseError("JSON token size limit exceeded")
+    assert out == [too_big, JSONParseError("JSON parse error, expecting value")] * 2
     # And the decoder is usable right after.
     decoder.reset()
     assert decoder.feed(QJ) == [{"execute": "query-jobs"}]
@@ -746,13 +754,24 @@ def test_value_completes_without_newline() -> None:
 
 def test_errors_come_out_as_soon_as_qemu_sends_them() -> None:
     decoder = JSONStreamDecoder()
-    assert decoder.feed(b"garbage ") == [JSONParseError("JSON parse error, invalid keyword 'garbage'")]
+    garbage = JSONParseError("JSON parse error, invalid keyword 'garbage'")
+    assert decoder.feed(b"garbage ") == [garbage]
     assert decoder.feed(b'{"a": @') == [JSONParseError("JSON parse error, stray '@'")]
     assert decoder.feed(b"}") == [JSONParseError("JSON parse error, expecting value")]
 
 
 def test_eof_drops_partial_value() -> None:
     # monitor/qmp.c re-creates the parser on CHR_EVENT_CLOSED without flushing it.
+    # Recorded from QSD 7.2 with a half-closed socket: "42", "true", '"abc' and
+    # '{"execute":"query-jobs"' then EOF get no reply; "[1,2]\n3" then EOF gets one.
+    for partial in (b"42", b"true", b'"abc', b'{"execute":"query-jobs"'):
+        decoder = JSONStreamDecoder()
+        assert decoder.feed(partial) == []
+        assert decoder.feed_eof() == []
+    decoder = JSONStreamDecoder()
+    assert decoder.feed(b"[1,2]\n3") == [[1, 2]]
+    assert decoder.feed_eof() == []
+
     decoder = JSONStreamDecoder()
     assert decoder.feed(b'{"execute": "query-jobs"}\n{"execute":') == [{"execute": "query-jobs"}]
     assert decoder.buffered > 0
@@ -778,7 +797,8 @@ def test_fast_path_takes_typical_traffic(monkeypatch: pytest.MonkeyPatch) -> Non
     for _ in range(50):
         assert decoder.feed(line) == [{"execute": "query-jobs", "id": 17}]
     assert decoder.feed(line * 50) == [{"execute": "query-jobs", "id": 17}] * 50
-    assert decoder.feed(b'{"execute": "x", "arguments": {"a": [1, 2.5, null]}}{"execute": "y"}') == [
+    two = b'{"execute": "x", "arguments": {"a": [1, 2.5, null]}}{"execute": "y"}'
+    assert decoder.feed(two) == [
         {"execute": "x", "arguments": {"a": [1, 2.5, None]}},
         {"execute": "y"},
     ]
@@ -812,8 +832,9 @@ _scalars = (
 )
 _any_json = st.recursive(
     _scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=4), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=4), children, max_size=4)
+    ),
     max_leaves=10,
 )
 # JSON as Python writes it, including what QEMU refuses (NaN, surrogates, ...).
@@ -868,10 +889,21 @@ _QEMUISMS = [
     b"@",
     b"%d",
     b"\\",
+    b'{"a": "\xc3\xa9", "b": ["\xe2\x82\xac"]}',
+    b'{"a": "\xef\xbf\xbe"}',
+    b'{"\xc0\x80": 1}',
+    b'{"a": 0e5}',
+    b'{"a": [-0E+1]}',
+    b'["\\uD800", "\\\\uD800"]',
+    b'{"a": "\\uFDD0"}',
+    b'{"id": 1e400, "x": -0.0, "y": 1.5e-7}',
     b'"' + b"x" * 300 + b'"',
     b"[" + b"1," * 60 + b"1]",
 ]
-_ALPHABET = list(b' \t\r\n{}[]:,"\'\\0123456789-+.eEaflnrstuxNI%@\x00\x01\x0b\x7f\x80\xbf\xc0\xc3\xa9\xed\xa0\xef\xbe\xf0\x9f\xfe\xff')
+_ALPHABET = list(
+    b" \t\r\n{}[]:,\"'\\0123456789-+.eEaflnrstuxNI%@"
+    b"\x00\x01\x0b\x7f\x80\xbf\xc0\xc3\xa9\xed\xa0\xef\xbe\xf0\x9f\xfe\xff"
+)
 
 _fragment = st.one_of(
     _python_json,
@@ -929,8 +961,9 @@ _clean_json = st.recursive(
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | _clean_text,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(_clean_text, children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(_clean_text, children, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -983,10 +1016,56 @@ def test_token_count_limit_counts_every_token() -> None:
 def test_token_size_limit_edges() -> None:
     assert MAX_TOKEN_SIZE == 64 * _MIB
     with small_limits(size=20):
-        # Each token costs its length; the check is "pending + this + 1 > limit".
+        # Each token costs its length; the check is "pending + this + 1 > limit",
+        # so one value may have limit - 1 bytes of tokens (whitespace is free).
+        too_big = [JSONParseError("JSON token size limit exceeded")]
         assert decode(b'"' + b"a" * 17 + b'"\n') == ["a" * 17]  # 19 bytes
-        assert decode(b'"' + b"a" * 18 + b'"\n') == [JSONParseError("JSON token size limit exceeded")]
-        assert decode(b'["abcdefghijklmn"]\n') == [["abcdefghijklmn"]]  # 1 + 16 + 1 = 18
-        assert decode(b'["abcdefghijklmno"]\n') == [
-            JSONParseError("JSON token size limit exceeded")
+        assert decode(b'"' + b"a" * 18 + b'"\n') == too_big
+        assert decode(b'[ "abcdefghijklmno" ]\n') == [["abcdefghijklmno"]]  # 1 + 17 + 1
+        assert decode(b'["abcdefghijklmnop"]\n') == too_big
+
+
+# Section: against a live qemu-storage-daemon (skipped when it is not installed)
+
+#: Ends every case: 0xFF resynchronises QEMU's lexer whatever state the case left
+#: it in (at the price of an error reply or two, which the decoder predicts too),
+#: then a command whose reply marks the end of the case.
+_END = b'\xff{"execute":"query-jobs","id":"end-of-case"}\n'
+_END_REPLY = R('"end-of-case"')
+
+
+def _live_replies(wire_path: Path, data: bytes) -> list[str]:
+    with Wire(wire_path) as wire:
+        wire.negotiate()
+        wire.send(data + _END)
+        lines = []
+        while True:
+            line = wire.raw_line(timeout=20)
+            assert line is not None, f"QSD went quiet after {lines!r}"
+            assert line.endswith(b"\r\n")
+            lines.append(line[:-2].decode())
+            if lines[-1] == _END_REPLY:
+                return lines
+
+
+def _coarse(lines: list[str]) -> list[str]:
+    """Parse errors verbatim, any other reply as VALUE."""
+    return [line if line.startswith(E("JSON ")[:-3]) else "VALUE" for line in lines]
+
+
+def test_live_qsd_agrees(qsd_socket: Path) -> None:
+    """Replay the table, and some random streams, against the real daemon."""
+    for data, _ in RECORDED:
+        expected = [reply(item) for item in decode(data + _END)]
+        assert _live_replies(qsd_socket, data) == expected, data
+    fragments = _QEMUISMS + [data for data, _ in RECORDED]
+    rng = random.Random(7200)
+    for _ in range(300):
+        data = b"".join(rng.choice(fragments) for _ in range(rng.randrange(1, 8)))
+        if rng.random() < 0.3:
+            data = bytes(rng.choice(_ALPHABET) for _ in range(rng.randrange(1, 30))) + data
+        ours = [
+            "VALUE" if not isinstance(item, JSONParseError) else E(_quote(item.message)[1:-1])
+            for item in decode(data + _END)
         ]
+        assert _coarse(_live_replies(qsd_socket, data)) == _coarse(ours), data
