@@ -65,3 +65,17 @@ def test_quit_answers_then_exits(tmp_path: Path) -> None:
     assert process.wait(10) == 0
     assert not path.exists()
     stop(process)
+
+
+def test_over_limit_input_gets_errors_and_the_session_survives(qjobd_socket: Path) -> None:
+    with Wire(qjobd_socket) as wire:
+        wire.negotiate()
+        wire.send(b"[" * 1025 + b"\n")
+        first = wire.reply()
+        assert first == {"error": {"class": "GenericError",
+                                   "desc": "JSON nesting depth limit exceeded"}}
+        wire.send(b'{"execute": "query-jobs", "id": "after"}\n')
+        # Whatever else the broken input produced, the next command is answered.
+        while (reply := wire.reply()) is not None and reply.get("id") != "after":
+            assert "error" in reply
+        assert reply == {"return": [], "id": "after"}
