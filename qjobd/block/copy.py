@@ -161,7 +161,7 @@ def _copy_range(src: BlockNode, dst: BlockNode, offset: int, length: int) -> int
         # the buffered path with the failing side identified.
         pass
     if done:
-        dst.mark_written()
+        dst.mark_written(offset, done)
     return done
 
 

@@ -209,9 +209,27 @@ class BlockGraph:
         """
         if options.get("node-name") is None:
             raise QMPError("'node-name' must be specified for the root node")
+        node = self._open_tree(options)
+        node.monitor_owned = True
+        return node
+
+    def open_implicit(self, options: dict[str, Any]) -> BlockNode:
+        """Open a node tree for a job (drive-backup's target, say), all-or-nothing.
+
+        Unnamed nodes get generated names and nothing is owned by the monitor, so
+        :meth:`release_implicit` (or dropping the last user of the root) closes it all.
+        """
+        return self._open_tree(options)
+
+    def release_implicit(self, node: BlockNode) -> None:
+        """Close a node from :meth:`open_implicit` once nothing uses it any more."""
+        if not node.closed and not node.parents and not node.monitor_owned:
+            self._release(node)
+
+    def _open_tree(self, options: dict[str, Any]) -> BlockNode:
         context = _AddContext()
         try:
-            node = self._open(options, None, context)
+            return self._open(options, None, context)
         except BaseException:
             for edge in reversed(context.edges):
                 self._detach(edge)
@@ -219,8 +237,6 @@ class BlockGraph:
                 self._forget(created)
                 created.close()
             raise
-        node.monitor_owned = True
-        return node
 
     @staticmethod
     def _common(options: dict[str, Any], inherited: CommonOptions | None) -> CommonOptions:
@@ -484,6 +500,18 @@ class BlockGraph:
         child = node.child_edges[0].node
         self._move_parents(node, child, exclude=None)
         self._release(node)
+
+    def replace_node(self, old: BlockNode, new: BlockNode, *,
+                     keep: Edge | None = None) -> None:
+        """bdrv_replace_node: every user of ``old`` but jobs (and ``keep``) uses ``new``.
+
+        What a mirror does when it completes: the nodes and backends above the source
+        read the copy from then on, while node names stay where they were.  Raises
+        QMPError (and changes nothing) when ``new`` cannot grant their permissions.
+        """
+        if old is new:
+            return
+        self._move_parents(old, new, exclude=keep)
 
     def _move_parents(self, old: BlockNode, new: BlockNode, exclude: Edge | None) -> None:
         moved = [e for e in old.parents

@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Final
 
 from qjobd.block import _host
 from qjobd.block._qdict import qdict_order, qobject_to_json
+from qjobd.block.dirty import DirtyBitmap
 
 SECTOR_SIZE: Final = 512
 
@@ -152,6 +153,9 @@ class BlockNode:
         self.closed = False
         #: Job layer hook: returns BlockDirtyInfo dicts for "dirty-bitmaps".
         self.dirty_bitmaps_info: Callable[[], list[dict[str, Any]]] | None = None
+        #: Bitmaps marked by every write to this node, newest first (a tuple, so
+        #: writer threads iterate a snapshot while the event loop adds or removes).
+        self.dirty_bitmaps: tuple[DirtyBitmap, ...] = ()
         self._write_gen = 0
         self._flushed_gen = 0
         self._gen_lock = threading.Lock()
@@ -290,16 +294,44 @@ class BlockNode:
         with self._gen_lock:
             self._write_gen += 1
 
-    def mark_written(self) -> None:
+    def mark_written(self, offset: int = 0, length: int | None = None) -> None:
         """Note a write that bypassed ``pwrite`` (copy_file_range into our fd).
 
-        Flush skips nodes with nothing written since the last flush, so whoever
-        writes behind the node's back must say so, down the primary chain.
+        Flush skips nodes with nothing written since the last flush, and dirty
+        bitmaps must see every write, so whoever writes behind the node's back must
+        say so; it is passed down the primary chain.  Without a length the whole
+        node counts as written.
         """
         self._bump_gen()
+        if self.dirty_bitmaps:
+            self._record_write(offset, self.length() - offset if length is None else length)
         primary = self.primary
         if primary is not None:
-            primary.mark_written()
+            primary.mark_written(self._primary_offset(offset), length)
+
+    def _primary_offset(self, offset: int) -> int:
+        """Where byte ``offset`` of this node lives in its primary child."""
+        return offset
+
+    # ------------------------------------------------------------------ dirty bitmaps
+
+    def add_dirty_bitmap(self, bitmap: DirtyBitmap) -> None:
+        """Have every later write to this node mark ``bitmap`` (see block/dirty.py)."""
+        self.dirty_bitmaps = (bitmap, *self.dirty_bitmaps)
+
+    def remove_dirty_bitmap(self, bitmap: DirtyBitmap) -> None:
+        self.dirty_bitmaps = tuple(b for b in self.dirty_bitmaps if b is not bitmap)
+
+    def _record_write(self, offset: int, length: int) -> None:
+        for bitmap in self.dirty_bitmaps:
+            bitmap.record_write(offset, length)
+
+    def needs_flush(self) -> bool:
+        """Whether this node or a child was written since its last flush."""
+        with self._gen_lock:
+            if self._write_gen != self._flushed_gen:
+                return True
+        return any(edge.node.needs_flush() for edge in self.child_edges)
 
     def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         """Write ``data`` at ``offset``; all-zero data may become a zero write.
@@ -312,12 +344,16 @@ class BlockNode:
         if not len(view):
             return
         self._bump_gen()
-        if self.detect_zeroes != "off" and _host.is_zero(view):
-            self.debug_event("pwritev_zero")
-            self._do_write_zeroes(offset, len(view), self.detect_zeroes == "unmap")
-        else:
-            self.debug_event("pwritev")
-            self._do_pwrite(offset, view)
+        try:
+            if self.detect_zeroes != "off" and _host.is_zero(view):
+                self.debug_event("pwritev_zero")
+                self._do_write_zeroes(offset, len(view), self.detect_zeroes == "unmap")
+            else:
+                self.debug_event("pwritev")
+                self._do_pwrite(offset, view)
+        finally:
+            # Even a failed write may have changed part of the range.
+            self._record_write(offset, len(view))
         self.debug_event("pwritev_done")
 
     def write_zeroes(self, offset: int, length: int, *, may_unmap: bool = True) -> None:
@@ -327,7 +363,10 @@ class BlockNode:
             return
         self._bump_gen()
         self.debug_event("pwritev_zero")
-        self._do_write_zeroes(offset, length, may_unmap)
+        try:
+            self._do_write_zeroes(offset, length, may_unmap)
+        finally:
+            self._record_write(offset, length)
         self.debug_event("pwritev_done")
 
     def discard(self, offset: int, length: int) -> None:
@@ -335,7 +374,10 @@ class BlockNode:
         self._check_write(offset, length)
         if length and self.discard_unmap:
             self._bump_gen()
-            self._do_discard(offset, length)
+            try:
+                self._do_discard(offset, length)
+            finally:
+                self._record_write(offset, length)
 
     def block_status(self, offset: int, length: int) -> tuple[BlockStatus, int]:
         """Kind of the extent starting at ``offset`` and its length (<= ``length``).
@@ -481,10 +523,11 @@ class BlockNode:
                       "no-flush": self.cache_no_flush},
             "write_threshold": 0,
         })
+        bitmaps = [bitmap.info() for bitmap in self.dirty_bitmaps]
         if self.dirty_bitmaps_info is not None:
-            bitmaps = self.dirty_bitmaps_info()
-            if bitmaps:
-                info["dirty-bitmaps"] = bitmaps
+            bitmaps.extend(self.dirty_bitmaps_info())
+        if bitmaps:
+            info["dirty-bitmaps"] = bitmaps
         return info
 
     # ------------------------------------------------------------------ perms

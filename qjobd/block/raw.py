@@ -98,6 +98,9 @@ class RawNode(BlockNode):
     def _do_block_status(self, offset: int, length: int) -> tuple[BlockStatus, int]:
         return self.file.block_status(offset + self.offset, length)
 
+    def _primary_offset(self, offset: int) -> int:
+        return offset + self.offset
+
     def passthrough_fd(self) -> tuple[int, int] | None:
         inner = self.file.passthrough_fd()
         if inner is None or self.detect_zeroes != "off":

@@ -67,5 +67,7 @@ async def block_job_finalize(context: CommandContext, arguments: Any) -> None:
 
 @handler("query-block-jobs")
 async def query_block_jobs(context: CommandContext, arguments: Any) -> Any:
-    jobs = [job.block_info() for job in context.daemon.jobs.jobs.values() if job.is_block_job]
+    # Newest first, like query-jobs.
+    jobs = [job.block_info() for job in reversed(context.daemon.jobs.jobs.values())
+            if job.is_block_job]
     return context.daemon.model.structure("BlockJobInfoList", jobs)

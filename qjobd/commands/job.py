@@ -56,5 +56,6 @@ async def job_finalize(context: CommandContext, arguments: Any) -> None:
 
 @handler("query-jobs")
 async def query_jobs(context: CommandContext, arguments: Any) -> Any:
-    jobs = context.daemon.jobs.jobs.values()
+    # Newest first: QEMU links each new job at the head of its list.
+    jobs = reversed(context.daemon.jobs.jobs.values())
     return context.daemon.model.structure("JobInfoList", [job.info() for job in jobs])

@@ -72,6 +72,10 @@ class JobDriver:
     job_type: ClassVar[str] = ""
     #: Block jobs are also visible to the block-job-* commands and send BLOCK_JOB_*.
     is_block_job: ClassVar[bool] = True
+    #: Finish (waiting/aborting...) only after the command that woke the job has
+    #: replied, as QEMU does when nothing drains the job from within the command:
+    #: its exit runs from a bottom half (mirror after complete or cancel).
+    defer_exit: ClassVar[bool] = False
 
     async def run(self, job: Job) -> None:
         """Do the work; return on success, raise :class:`JobFailed` or OSError on error."""
@@ -256,7 +260,10 @@ class Job:
 
     def kick(self) -> None:
         """Wake the job's task if it is waiting at a pause point or sleeping."""
-        self._settled = trio.Event()
+        if self._settled.is_set():
+            # A verb still waiting in settle() keeps its event: the job sets it the
+            # next time it settles, whoever kicked it meanwhile.
+            self._settled = trio.Event()
         self._kick.set()
         self._kick = trio.Event()
 
@@ -289,6 +296,13 @@ class Job:
         self.deferred = True
         self.busy = False
         self.finished_at = time.time()
+        if self.driver.defer_exit:
+            # A handler woken by _settled runs in the scheduler's next pass and
+            # queues its reply without waiting; complete after that pass.
+            self._settled.set()
+            with trio.CancelScope(shield=True):
+                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.checkpoint()
         self._work_done.set()
         self.manager.job_completed(self)
         self._settled.set()

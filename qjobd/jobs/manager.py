@@ -98,18 +98,21 @@ class JobManager:
     ) -> Job:
         """Register a new job in ``created``; :meth:`start` sets it going.
 
-        :raise QMPError: bad or duplicate id, negative speed.
+        :raise QMPError: bad or duplicate id, negative speed (the job is then dismissed
+            right after being created, as QEMU does).
         """
         self.check_new_id(job_id)
-        if speed < 0:
-            raise QMPError("Parameter 'speed' expects a non-negative value")
         job = Job(
             self, job_id, driver, auto_finalize=auto_finalize, auto_dismiss=auto_dismiss,
-            speed=speed, request_id=request_id,
+            speed=max(speed, 0), request_id=request_id,
         )
         self.jobs[job_id] = job
         (txn or Transaction()).add(job)
         job.transition(JobStatus.CREATED)
+        if speed < 0:
+            # QEMU creates the job before it checks the speed: created, then null.
+            self.discard_created(job)
+            raise QMPError("Parameter 'speed' expects a non-negative value")
         return job
 
     def start(self, job: Job) -> None:
@@ -166,26 +169,31 @@ class JobManager:
         for other in txn.jobs:
             if other is not job:
                 other.cancel_async(force=True)
-        self._spawn_finish(txn)
-
-    def _spawn_finish(self, txn: Transaction) -> None:
-        """Finalize every member once each has stopped running."""
-        pending = [other for other in txn.jobs if not other.is_completed]
-        if not pending:
-            self._finalize_aborted(txn)
-            return
-        assert self._nursery is not None
-
-        async def finish() -> None:
-            for other in pending:
-                await other.wait_work_done()
-            self._finalize_aborted(txn)
-
-        self._nursery.start_soon(finish, name="transaction abort")
+        self._finalize_aborted(txn)
 
     def _finalize_aborted(self, txn: Transaction) -> None:
+        """Finalize the members newest first, as QEMU's job_completed_txn_abort does.
+
+        A member still running (it was force-cancelled) is waited for before it and
+        the members after it are finalized, so the ones already done conclude first.
+        A member that was never started has nothing to wait for.
+        """
         while txn.jobs:
-            self._finalize_single(txn.jobs[0])
+            other = txn.jobs[0]
+            if not other.is_completed:
+                if other.started:
+                    assert self._nursery is not None
+                    self._nursery.start_soon(
+                        self._finalize_aborted_after, other, txn, name="transaction abort"
+                    )
+                    return
+                other.deferred = True
+                self._update_result(other)
+            self._finalize_single(other)
+
+    async def _finalize_aborted_after(self, job: Job, txn: Transaction) -> None:
+        await job.wait_work_done()
+        self._finalize_aborted(txn)
 
     def _finalize_transaction(self, job: Job) -> None:
         txn = job.txn
@@ -243,6 +251,8 @@ class JobManager:
             return
         job.cancel_async(force)
         if not job.started:
+            # Never started (a transaction that failed to prepare): nothing runs.
+            job.deferred = True
             self.job_completed(job)
         elif job.deferred and job.is_cancelled:
             # Its work is over (waiting or pending): abort the transaction now.
