@@ -58,7 +58,16 @@ def handler(name: str) -> Callable[[Handler], Handler]:
 
 def load_handlers() -> dict[str, Handler]:
     """Import every handler module so that all handlers are registered."""
-    from qjobd.commands import block, blockjob, control, introspect, job  # noqa: F401
+    from qjobd.commands import (  # noqa: F401
+        backup,
+        block,
+        blockjob,
+        control,
+        introspect,
+        job,
+        mirror,
+        transaction,
+    )
 
     return HANDLERS
 

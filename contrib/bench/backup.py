@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Backup speed of qjobd against qemu-storage-daemon, in one run.
+
+Cases: blockdev-backup (sync=full) of a 1 GiB random raw image and of a 4 GiB sparse
+raw image holding 256 MiB of data, each cold (page cache dropped, when allowed) and
+warm, timed from the command to BLOCK_JOB_COMPLETED; the target must stay sparse.
+Then a backup limited to 50 MiB/s (achieved rate over ~10 s) and the latency from
+job-cancel to the job's ``aborting`` event.  Prints seconds and qjobd/QSD ratios.
+
+    python contrib/bench/backup.py [--dir DIR] [--skip-cold]
+
+Targets: qjobd <= 1.0x QSD's time; rate within 5 % of 50 MiB/s; cancel <= 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+class Client:
+    """Minimal blocking QMP client that timestamps every message it receives."""
+
+    def __init__(self, path: Path) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(str(path))
+        self.buffer = b""
+        self.events: list[tuple[float, dict[str, Any]]] = []
+        self.receive()
+        self.command("qmp_capabilities")
+
+    def receive(self, timeout: float = 600) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.sock], [], [], max(0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError("no message from the daemon")
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise EOFError("daemon closed the connection")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        message: dict[str, Any] = json.loads(line)
+        if "event" in message:
+            self.events.append((time.perf_counter(), message))
+        return message
+
+    def command(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
+        request: dict[str, Any] = {"execute": name}
+        if arguments is not None:
+            request["arguments"] = arguments
+        self.sock.sendall(json.dumps(request).encode() + b"\n")
+        while True:
+            message = self.receive()
+            if "event" in message:
+                continue
+            if "error" in message:
+                raise RuntimeError(f"{name}: {message['error']['desc']}")
+            return message["return"]
+
+    def wait_event(self, name: str, job: str, status: str | None = None,
+                   after: int = 0) -> float:
+        """perf_counter time of the first matching event at index >= ``after``."""
+        index = after
+        while True:
+            while index < len(self.events):
+                stamp, event = self.events[index]
+                index += 1
+                data = event.get("data", {})
+                if event["event"] != name or job not in (data.get("id"), data.get("device")):
+                    continue
+                if status is None or data.get("status") == status:
+                    return stamp
+            self.receive()
+
+
+def start_daemon(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    path = workdir / f"{kind}.sock"
+    if kind == "qjobd":
+        command = [sys.executable, "-m", "qjobd", "--socket", str(path), "--log-level", "warning"]
+    else:
+        command = ["qemu-storage-daemon", "--chardev",
+                   f"socket,path={path},server=on,wait=off,id=c0", "--monitor", "chardev=c0"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not path.exists():
+        if time.monotonic() > deadline or process.poll() is not None:
+            raise SystemExit(f"could not start {kind}")
+        time.sleep(0.02)
+    return process, path
+
+
+def drop_caches() -> bool:
+    try:
+        os.sync()
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def make_images(directory: Path) -> dict[str, tuple[Path, int]]:
+    random_image = directory / "random-1g.raw"
+    sparse_image = directory / "sparse-4g.raw"
+    if not random_image.exists():
+        with random_image.open("wb") as out:
+            for _ in range(GiB // (16 * MiB)):
+                out.write(os.urandom(16 * MiB))
+    if not sparse_image.exists():
+        with sparse_image.open("wb") as out:
+            out.truncate(4 * GiB)
+            # 256 MiB of data in 64 extents of 4 MiB spread over the image.
+            for index in range(64):
+                out.seek(index * (4 * GiB // 64))
+                out.write(os.urandom(4 * MiB))
+    return {"1 GiB random": (random_image, GiB), "4 GiB sparse": (sparse_image, 4 * GiB)}
+
+
+def run_backup(client: Client, source: Path, target: Path, size: int, tag: str,
+               **extra: Any) -> float:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(target), str(size)], check=True)
+    client.command("blockdev-add", {"driver": "raw", "node-name": f"s{tag}",
+                                    "file": {"driver": "file", "filename": str(source)}})
+    client.command("blockdev-add", {"driver": "raw", "node-name": f"t{tag}",
+                                    "file": {"driver": "file", "filename": str(target)}})
+    mark = len(client.events)
+    began = time.perf_counter()
+    client.command("blockdev-backup", {"job-id": f"b{tag}", "device": f"s{tag}",
+                                       "target": f"t{tag}", "sync": "full", **extra})
+    ended = client.wait_event("JOB_STATUS_CHANGE", f"b{tag}", "concluded", after=mark)
+    client.command("blockdev-del", {"node-name": f"s{tag}"})
+    client.command("blockdev-del", {"node-name": f"t{tag}"})
+    return ended - began
+
+
+def measure_rate_and_cancel(client: Client, source: Path, target: Path) -> tuple[float, float]:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(target), str(GiB)], check=True)
+    client.command("blockdev-add", {"driver": "raw", "node-name": "rs",
+                                    "file": {"driver": "file", "filename": str(source)}})
+    client.command("blockdev-add", {"driver": "raw", "node-name": "rt",
+                                    "file": {"driver": "file", "filename": str(target)}})
+    client.command("blockdev-backup", {"job-id": "rate", "device": "rs", "target": "rt",
+                                       "sync": "full", "speed": 50 * MiB})
+    time.sleep(1.0)  # past the start-up burst
+
+    def offset() -> int:
+        jobs = client.command("query-block-jobs")
+        return int(next(job["offset"] for job in jobs if job["device"] == "rate"))
+
+    first, t0 = offset(), time.perf_counter()
+    time.sleep(10.0)
+    last, t1 = offset(), time.perf_counter()
+    rate = (last - first) / (t1 - t0) / MiB
+    mark = len(client.events)
+    sent = time.perf_counter()
+    client.command("job-cancel", {"id": "rate"})
+    aborting = client.wait_event("JOB_STATUS_CHANGE", "rate", "aborting", after=mark)
+    client.wait_event("JOB_STATUS_CHANGE", "rate", "null", after=mark)
+    client.command("blockdev-del", {"node-name": "rs"})
+    client.command("blockdev-del", {"node-name": "rt"})
+    return rate, (aborting - sent) * 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=None,
+                        help="where to keep the test images (default: a temporary directory)")
+    parser.add_argument("--skip-cold", action="store_true")
+    options = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="qjobd-bench-"))
+    image_dir = options.dir or workdir
+    image_dir.mkdir(parents=True, exist_ok=True)
+    kinds = ["qjobd"] + (["qsd"] if shutil.which("qemu-storage-daemon") else [])
+    processes = []
+    try:
+        images = make_images(image_dir)
+        clients = {}
+        for kind in kinds:
+            process, path = start_daemon(kind, workdir)
+            processes.append(process)
+            clients[kind] = Client(path)
+        results: dict[tuple[str, str, str], float] = {}
+        modes = ["warm"] if options.skip_cold else ["cold", "warm"]
+        for label, (source, size) in images.items():
+            for mode in modes:
+                for kind in kinds:
+                    if mode == "cold" and not drop_caches():
+                        print("cannot drop caches (not root?): cold runs are warm")
+                    target = workdir / f"{kind}-target.raw"
+                    seconds = run_backup(clients[kind], source, target, size,
+                                         f"{kind}{mode}{size}")
+                    allocated = target.stat().st_blocks * 512
+                    results[(label, mode, kind)] = seconds
+                    print(f"{label:13} {mode:4} {kind:5} {seconds:7.3f} s   target uses "
+                          f"{allocated / MiB:7.1f} MiB")
+                    target.unlink()
+                if "qsd" in kinds:
+                    ratio = results[(label, mode, "qjobd")] / results[(label, mode, "qsd")]
+                    print(f"{label:13} {mode:4} ratio qjobd/qsd: {ratio:.2f}x (target <= 1.0x)")
+        random_image = images["1 GiB random"][0]
+        for kind in kinds:
+            rate, latency = measure_rate_and_cancel(
+                clients[kind], random_image, workdir / f"{kind}-rate.raw"
+            )
+            print(f"{kind:5} 50 MiB/s limit: achieved {rate:6.2f} MiB/s "
+                  f"({(rate / 50 - 1) * 100:+.1f} %); job-cancel -> aborting {latency:.2f} ms")
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

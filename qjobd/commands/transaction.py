@@ -1,0 +1,63 @@
+"""Handler of schema/transaction.json: ``transaction``.
+
+Every action is prepared first (its checks, graph changes and job, created but not
+started), in order; only when all are prepared do the jobs start.  If one fails to
+prepare, the jobs already created are cancelled newest first and the failure is the
+reply (see :func:`qjobd.commands.backup.perform`).  With ``completion-mode`` grouped
+the jobs share one Transaction and complete or fail together.
+
+qjobd performs the actions ``blockdev-backup``, ``drive-backup`` and ``abort``.  The
+other kinds QEMU has (snapshots, dirty bitmaps) fail, when their turn comes, with an
+error saying that qjobd does not perform them.
+
+One difference from qemu-storage-daemon 7.2: when a grouped transaction has created
+two jobs or more and a later action fails, QSD hangs for good; qjobd cancels the jobs
+(aborting, concluded, null each, newest first) and answers with the error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qjobd.commands import CommandContext, handler
+from qjobd.commands.backup import (
+    Action,
+    perform,
+    prepare_blockdev_backup,
+    prepare_drive_backup,
+)
+from qjobd.errors import QMPError
+from qjobd.jobs.job import Job
+from qjobd.jobs.manager import Transaction
+
+
+def _abort(txn: Transaction | None) -> Job | None:
+    raise QMPError("Transaction aborted using Abort action")
+
+
+def _unsupported(kind: str) -> Action:
+    def prepare(txn: Transaction | None) -> Job | None:
+        raise QMPError(f"Transaction action '{kind}' is not supported by qjobd")
+
+    return prepare
+
+
+def _action(context: CommandContext, action: Any) -> Action:
+    kind = action.type.value
+    if kind == "blockdev-backup":
+        return prepare_blockdev_backup(context, action.u.data)
+    if kind == "drive-backup":
+        return prepare_drive_backup(context, action.u.data)
+    if kind == "abort":
+        return _abort
+    return _unsupported(kind)
+
+
+@handler("transaction")
+async def transaction(context: CommandContext, arguments: Any) -> None:
+    properties = arguments.properties
+    mode = None
+    if properties is not None and properties.completion_mode is not None:
+        mode = properties.completion_mode.value
+    actions = [_action(context, action) for action in arguments.actions]
+    await perform(context, actions, grouped=mode == "grouped")

@@ -1,0 +1,539 @@
+"""The backup job: a point-in-time copy of a node onto a target of the same size.
+
+Setting up (:func:`setup_backup`) makes QEMU's checks in QEMU's order, so a client
+sees qemu-storage-daemon 7.2's error for the first thing wrong, then changes the graph
+as QEMU's backup does:
+
+* a ``copy-before-write`` filter (:class:`BackupFilter`) goes above the source and
+  takes over the source's parents.  It needs read on the source and lets nobody else
+  write or resize it, so every write that still reaches the source goes through the
+  filter, which first copies the old data of chunks not yet backed up to the target
+  (that is what makes the copy point-in-time; ``sync=none`` relies on nothing else).
+* the filter holds the target as its ``target`` child, needing write and sharing
+  neither write nor resize: only this job writes the target.
+* op blockers on the filter and the target make other jobs and ``blockdev-del``
+  answer "Node 'x' is busy: block device is in use by block job: backup".
+
+The data path (:class:`BackupDriver`): the source is split into 1 MiB chunks (QEMU's
+block-copy task size, so progress and error offsets come out as QSD's) tracked in a
+:class:`ChunkMap`.  A pass copies the chunks still dirty with
+:func:`qjobd.block.copy_chunk` (copy_file_range, holes skipped or punched, so the
+target stays sparse), as many per worker-thread round trip as fit in a few
+milliseconds, or one at a time under a speed limit; between round trips the job
+passes its pause point and rate limit.  A chunk that fails stays dirty.  Like QEMU's
+64 parallel workers, the chunks in flight after a failure (the next ``max-workers``;
+none under a speed limit) are still copied, then the error policy applies:
+
+* ``report`` (and ``enospc``/``auto`` on anything but ENOSPC): BLOCK_JOB_ERROR, then
+  the job fails with the errno's text (BLOCK_JOB_COMPLETED's ``error``);
+* ``stop`` (``enospc``/``auto`` on ENOSPC): BLOCK_JOB_ERROR, the job pauses with
+  io-status failed/nospace; ``job-resume`` starts a new pass, which retries the chunk;
+* ``ignore``: BLOCK_JOB_ERROR, then a new pass retries the chunk later.
+
+Cancelling never abandons a chunk half way (worker threads finish theirs), so the
+target holds, chunk by chunk, either its old or the source's content.  As in QEMU,
+the job does not flush a target the client opened (blockdev-backup); an image it
+opened itself (drive-backup) is flushed before it is closed, whatever the outcome.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from qjobd.block import (
+    PERM_ALL,
+    PERM_NONE,
+    BlockGraph,
+    BlockNode,
+    BlockStatus,
+    CopyError,
+    EdgeKind,
+    FilterNode,
+    OpBlocker,
+    Perm,
+    Permission,
+    copy_chunk,
+)
+from qjobd.block.node import Edge
+from qjobd.errors import QMPError
+from qjobd.jobs.job import Job, JobDriver
+
+if TYPE_CHECKING:
+    from qjobd.jobs.manager import JobManager, Transaction
+
+__all__ = [
+    "CHUNK_SIZE",
+    "CLUSTER_SIZE",
+    "BackupDriver",
+    "BackupFilter",
+    "BackupOptions",
+    "ChunkMap",
+    "setup_backup",
+]
+
+logger = logging.getLogger(__name__)
+
+#: QEMU's default block-copy cluster size for targets without a cluster size of their
+#: own (raw); progress is counted in whole clusters.
+CLUSTER_SIZE: Final = 64 << 10
+#: One chunk: the unit of copying, progress, failure and cancellation.
+CHUNK_SIZE: Final = 1 << 20
+#: Without a speed limit, one worker-thread round trip copies chunks for up to this
+#: long (and at most BATCH_CHUNKS of them): a few data chunks, or hundreds of holes.
+#: It bounds how late a pause or cancel takes effect.
+BATCH_SECONDS: Final = 0.005
+BATCH_CHUNKS: Final = 256
+#: QEMU's default number of parallel block-copy workers (x-perf max-workers).
+DEFAULT_MAX_WORKERS: Final = 64
+_INT_MAX: Final = 2**31 - 1
+#: After a pass that copied nothing but failed, wait this long before retrying
+#: (on-error=ignore against a persistent error would otherwise spin).
+RETRY_BACKOFF: Final = 0.1
+
+#: How often an idle sync=none job picks up what its filter copied.
+PROGRESS_INTERVAL: Final = 0.1
+
+#: What the copy-before-write filter asks of the source and of the target.
+SOURCE_UNSHARED: Final = Perm.WRITE | Perm.RESIZE
+TARGET_PERMS: Final = (Perm.WRITE, PERM_ALL & ~(Perm.WRITE | Perm.RESIZE))
+
+_inside_copy = threading.local()
+
+
+def round_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+class ChunkMap:
+    """Which chunks of the source still have to reach the target; thread-safe.
+
+    The job's worker threads and the filter's copy-before-write both copy through
+    :meth:`copy`, which claims a chunk so that it is copied exactly once.
+    """
+
+    def __init__(self, length: int, chunk_size: int = CHUNK_SIZE) -> None:
+        self.length = length
+        self.chunk_size = chunk_size
+        self.count = (length + chunk_size - 1) // chunk_size
+        #: Progress total: the length in whole clusters (QEMU's dirty-bitmap count).
+        self.total = round_up(length, CLUSTER_SIZE)
+        self._done = bytearray(self.count)
+        self._busy = bytearray(self.count)
+        self._cond = threading.Condition()
+        #: Bytes (in clusters) of the chunks copied so far.
+        self.done_bytes = 0
+
+    def extent(self, index: int) -> tuple[int, int]:
+        """(offset, length) of chunk ``index``."""
+        offset = index * self.chunk_size
+        return offset, min(self.chunk_size, self.length - offset)
+
+    def weight(self, index: int) -> int:
+        """What chunk ``index`` counts for in the progress (whole clusters)."""
+        offset = index * self.chunk_size
+        return min(self.chunk_size, self.total - offset)
+
+    def indices(self, offset: int, length: int) -> range:
+        """The chunks a byte range touches."""
+        end = min(offset + length, self.length)
+        if end <= offset:
+            return range(0)
+        return range(offset // self.chunk_size, (end - 1) // self.chunk_size + 1)
+
+    def next_dirty(self, start: int, stop: int | None = None) -> int | None:
+        """The first chunk at or after ``start`` (and before ``stop``) not yet copied."""
+        limit = self.count if stop is None else min(stop, self.count)
+        if start >= limit:
+            return None
+        index = self._done.find(0, start, limit)
+        return None if index < 0 else index
+
+    @property
+    def complete(self) -> bool:
+        return self._done.find(0) < 0
+
+    def copy(self, index: int, copier: Callable[[int, int], None]) -> CopyError | None:
+        """Copy chunk ``index`` with ``copier(offset, length)`` unless it is done.
+
+        Waits while another thread copies the same chunk.  Returns the CopyError
+        that left the chunk dirty, or None.
+        """
+        with self._cond:
+            while self._busy[index]:
+                self._cond.wait()
+            if self._done[index]:
+                return None
+            self._busy[index] = 1
+        ok = False
+        try:
+            copier(*self.extent(index))
+            ok = True
+            return None
+        except CopyError as error:
+            return error
+        finally:
+            with self._cond:
+                self._busy[index] = 0
+                if ok:
+                    self._done[index] = 1
+                    self.done_bytes += self.weight(index)
+                self._cond.notify_all()
+
+
+class BackupCopier:
+    """Copies chunks from the source to the target; shared by the job and its filter."""
+
+    def __init__(self, source: BlockNode, target: BlockNode, chunks: ChunkMap, *,
+                 target_zeroed: bool, use_copy_range: bool) -> None:
+        self.source = source
+        self.target = target
+        self.chunks = chunks
+        self.target_zeroed = target_zeroed
+        self.use_copy_range = use_copy_range
+
+    def _target_reads_zeroes(self, offset: int, length: int) -> bool:
+        """Whether the target range is a hole already (zero extents can be skipped).
+
+        Only this job writes the target, so what holds before its chunk is copied
+        holds while it is copied.
+        """
+        if self.target_zeroed:
+            return True
+        try:
+            kind, count = self.target.block_status(offset, length)
+        except OSError:
+            return False
+        return kind is BlockStatus.ZERO and count >= length
+
+    def _copy_extent(self, offset: int, length: int) -> None:
+        _inside_copy.active = True
+        try:
+            copy_chunk(self.source, self.target, offset, length,
+                       target_zeroed=self._target_reads_zeroes(offset, length),
+                       use_copy_range=self.use_copy_range)
+        finally:
+            _inside_copy.active = False
+
+    def copy_chunks(self, indices: list[int], window: int,
+                    seconds: float) -> list[tuple[int, CopyError | None]]:
+        """Copy chunks in order for about ``seconds``, at least one (blocking).
+
+        A failure does not stop the others at once: chunks less than ``window`` past
+        the first failed one are still copied (QEMU's workers in flight).  Returns
+        the chunks done, each with its error or None.
+        """
+        results: list[tuple[int, CopyError | None]] = []
+        deadline = time.monotonic() + seconds
+        stop: int | None = None
+        for index in indices:
+            if stop is not None and index >= stop:
+                break
+            error = self.chunks.copy(index, self._copy_extent)
+            results.append((index, error))
+            if error is not None and stop is None:
+                stop = index + window
+            if time.monotonic() >= deadline:
+                break
+        return results
+
+    def before_write(self, offset: int, length: int) -> None:
+        """Copy-before-write: save the old data of dirty chunks in the range first."""
+        if getattr(_inside_copy, "active", False):
+            return  # the backup's own write (a target above its source)
+        for index in self.chunks.indices(offset, length):
+            error = self.chunks.copy(index, self._copy_extent)
+            if error is not None:
+                raise OSError(error.errno, error.strerror)
+
+
+class BackupFilter(FilterNode):
+    """The ``copy-before-write`` node above a backup's source."""
+
+    def __init__(self, format_name: str) -> None:
+        super().__init__(format_name)
+        self.copier: BackupCopier | None = None
+
+    def child_perm(self, edge: Edge, perm: Perm, shared: Perm) -> tuple[Perm, Perm]:
+        if edge.fixed is None:
+            # The source: what the parents need, read for the copies, and nobody
+            # may write or resize it behind the filter's back.
+            return perm | Perm.CONSISTENT_READ, shared & ~SOURCE_UNSHARED
+        return super().child_perm(edge, perm, shared)
+
+    def _before_write(self, offset: int, length: int) -> None:
+        if self.copier is not None:
+            self.copier.before_write(offset, length)
+
+    def _do_pwrite(self, offset: int, data: memoryview) -> None:
+        self._before_write(offset, len(data))
+        super()._do_pwrite(offset, data)
+
+    def _do_write_zeroes(self, offset: int, length: int, may_unmap: bool) -> None:
+        self._before_write(offset, length)
+        super()._do_write_zeroes(offset, length, may_unmap)
+
+    def _do_discard(self, offset: int, length: int) -> None:
+        self._before_write(offset, length)
+        super()._do_discard(offset, length)
+
+
+class BackupOptions:
+    """The BackupCommon arguments after QEMU's defaults."""
+
+    def __init__(self, arguments: Any) -> None:
+        self.job_id: str = arguments.job_id if arguments.job_id is not None else ""
+        self.sync: str = arguments.sync.value
+        self.speed: int = arguments.speed or 0
+        self.bitmap: str | None = arguments.bitmap
+        self.bitmap_mode: str | None = (
+            arguments.bitmap_mode.value if arguments.bitmap_mode is not None else None
+        )
+        self.compress = bool(arguments.compress)
+        self.on_source_error = _enum_value(arguments.on_source_error, "report")
+        self.on_target_error = _enum_value(arguments.on_target_error, "report")
+        self.auto_finalize = arguments.auto_finalize is None or bool(arguments.auto_finalize)
+        self.auto_dismiss = arguments.auto_dismiss is None or bool(arguments.auto_dismiss)
+        self.filter_node_name: str | None = arguments.filter_node_name
+        perf = arguments.x_perf
+        self.use_copy_range = True
+        self.max_workers = DEFAULT_MAX_WORKERS
+        self.max_chunk = 0
+        if perf is not None:
+            if perf.use_copy_range is not None:
+                self.use_copy_range = bool(perf.use_copy_range)
+            if perf.max_workers is not None:
+                self.max_workers = perf.max_workers
+            if perf.max_chunk is not None:
+                self.max_chunk = perf.max_chunk
+
+
+def _enum_value(value: Any, default: str) -> str:
+    return default if value is None else str(value.value)
+
+
+def check_bitmap_options(options: BackupOptions) -> None:
+    """do_backup_common's bitmap checks, in its order.
+
+    qjobd has no dirty bitmaps, so a named bitmap is never found and only the checks
+    that come before the lookup can pass.
+    """
+    if options.sync in ("bitmap", "incremental") and options.bitmap is None:
+        raise QMPError(f"must provide a valid bitmap name for '{options.sync}' sync mode")
+    if options.sync == "incremental" and options.bitmap_mode not in (None, "on-success"):
+        raise QMPError("Bitmap sync mode must be 'on-success' when using sync mode "
+                       "'incremental'")
+    if options.bitmap is not None:
+        raise QMPError(f"Bitmap '{options.bitmap}' could not be found")
+    if options.bitmap_mode is not None:
+        raise QMPError("Cannot specify bitmap sync mode without a bitmap")
+
+
+def setup_backup(
+    graph: BlockGraph,
+    jobs: JobManager,
+    source: BlockNode,
+    target: BlockNode,
+    options: BackupOptions,
+    *,
+    txn: Transaction | None = None,
+    target_zeroed: bool = False,
+    owns_target: bool = False,
+    request_id: Any = None,
+) -> Job:
+    """QEMU's backup_job_create: check, insert the filter, create the job (not started).
+
+    On failure the graph is as before.  The caller checked the bitmap options and
+    owns ``target`` when it opened it itself (drive-backup).
+    """
+    if source is target:
+        raise QMPError("Source and target cannot be the same")
+    if options.compress:
+        # No driver of qjobd's supports compressed writes.
+        raise QMPError("Compression is not supported for this drive ")
+    graph.check_op(source, "backup-source")
+    graph.check_op(target, "backup-target")
+    if not 1 <= options.max_workers <= _INT_MAX:
+        raise QMPError(f"max-workers must be between 1 and {_INT_MAX}")
+    if options.max_chunk < 0:
+        raise QMPError("max-chunk must be zero (which means no limit) or positive")
+    length = source.length()
+    if target.length() != length:
+        raise QMPError("Source and target image have different sizes")
+
+    def make_filter(format_name: str) -> FilterNode:
+        return BackupFilter(format_name)
+
+    try:
+        cbw = graph.insert_filter("copy-before-write", source,
+                                  node_name=options.filter_node_name, factory=make_filter)
+    except QMPError as error:
+        raise QMPError(f"Could not create node: {error.desc}") from error
+    assert isinstance(cbw, BackupFilter)
+    try:
+        try:
+            graph.attach_child(cbw, target, "target", fixed=TARGET_PERMS)
+        except QMPError as error:
+            raise QMPError(f"Could not create node: {error.desc}") from error
+        if options.max_chunk and options.max_chunk < CLUSTER_SIZE:
+            raise QMPError(f"Required max-chunk ({options.max_chunk}) is less than backup "
+                           f"cluster size ({CLUSTER_SIZE})")
+        chunk_size = CHUNK_SIZE
+        if options.max_chunk:
+            chunk_size = min(chunk_size, options.max_chunk // CLUSTER_SIZE * CLUSTER_SIZE)
+        chunks = ChunkMap(length, chunk_size)
+        copier = BackupCopier(source, target, chunks, target_zeroed=target_zeroed,
+                              use_copy_range=options.use_copy_range)
+        driver = BackupDriver(graph, cbw, copier, options, owns_target=owns_target)
+        job = jobs.create(
+            options.job_id, driver, txn=txn, auto_finalize=options.auto_finalize,
+            auto_dismiss=options.auto_dismiss, speed=options.speed, request_id=request_id,
+        )
+    except BaseException:
+        graph.remove_filter(cbw)
+        raise
+    cbw.copier = copier
+    # What block_job_add_bdrv does for the filter and the target: a reference that
+    # needs nothing (so the nodes stay while the job lives) and an op blocker.
+    user = f"backup job '{job.id}'"
+    driver.references = [
+        graph.acquire(cbw, user, False, child_name="main node", perm=PERM_NONE,
+                      shared=PERM_ALL, kind=EdgeKind.JOB),
+        graph.acquire(target, user, False, child_name="target", perm=PERM_NONE,
+                      shared=PERM_ALL, kind=EdgeKind.JOB),
+    ]
+    driver.blockers = [graph.block_for_job(cbw, "backup"), graph.block_for_job(target, "backup")]
+    return job
+
+
+class BackupDriver(JobDriver):
+    """Runs one backup; see the module docstring."""
+
+    job_type = "backup"
+    is_block_job = True
+
+    def __init__(self, graph: BlockGraph, cbw: BackupFilter, copier: BackupCopier,
+                 options: BackupOptions, *, owns_target: bool = False) -> None:
+        self.graph = graph
+        self.owns_target = owns_target
+        self.cbw = cbw
+        self.copier = copier
+        self.chunks = copier.chunks
+        self.sync = options.sync
+        self.on_source_error = options.on_source_error
+        self.on_target_error = options.on_target_error
+        self.max_workers = options.max_workers
+        self.blockers: list[OpBlocker] = []
+        self.references: list[Permission] = []
+        self._cleaned = False
+
+    # Section: the job's work
+
+    async def run(self, job: Job) -> None:
+        job.progress_set_remaining(self.chunks.total)
+        try:
+            if self.sync == "none":
+                await self._copy_before_write_only(job)
+            else:
+                await self._copy(job)
+        finally:
+            if self.owns_target:
+                # QEMU flushes an image it opened when it closes it, whatever the
+                # outcome; a client-opened target is flushed when the client says.
+                with trio.CancelScope(shield=True):
+                    await job.run_io(self._flush_target)
+
+    def _flush_target(self) -> None:
+        try:
+            self.copier.target.flush()
+        except OSError as error:
+            logger.warning("backup target %s: flush failed: %s",
+                           self.copier.target.node_name, error)
+
+    async def _copy(self, job: Job) -> None:
+        while True:
+            progress_before = self.chunks.done_bytes
+            failure = await self._pass(job)
+            if failure is None:
+                break
+            code = failure.errno or errno.EIO
+            action = self._error_action(failure.operation, code)
+            job.io_error(failure.operation, action, code)
+            if action == "report":
+                raise OSError(code, os.strerror(code))
+            if action == "stop":
+                await job.pause_point()
+            elif self.chunks.done_bytes == progress_before:
+                await job.sleep(RETRY_BACKOFF)
+
+    async def _pass(self, job: Job) -> CopyError | None:
+        """Copy every dirty chunk once; returns the first failure, if any."""
+        failure: CopyError | None = None
+        stop: int | None = None
+        cursor = 0
+        while True:
+            await job.pause_point()
+            batch = self._next_batch(cursor, stop, 1 if job.speed else BATCH_CHUNKS)
+            if not batch:
+                return failure
+            # What QEMU's other workers would have in flight after a failure: up to
+            # max-workers chunks, none when the speed limit starts each one.
+            window = 1 if job.speed else self.max_workers
+            results = await job.run_io(self.copier.copy_chunks, batch, window,
+                                       BATCH_SECONDS)
+            self._update_progress(job)
+            cursor = results[-1][0] + 1
+            for index, error in results:
+                if error is not None and failure is None:
+                    failure = error
+                    stop = index + window
+            await job.rate_limit(sum(self.chunks.weight(index) for index, _ in results))
+
+    def _next_batch(self, cursor: int, stop: int | None, count: int) -> list[int]:
+        """Up to ``count`` dirty chunks from ``cursor`` on, before ``stop``."""
+        batch: list[int] = []
+        while len(batch) < count:
+            index = self.chunks.next_dirty(cursor, stop)
+            if index is None:
+                break
+            batch.append(index)
+            cursor = index + 1
+        return batch
+
+    async def _copy_before_write_only(self, job: Job) -> None:
+        """sync=none: nothing to copy up front; the filter copies what gets written."""
+        while True:
+            self._update_progress(job)
+            await job.sleep(PROGRESS_INTERVAL)
+
+    def _update_progress(self, job: Job) -> None:
+        job.progress_update(self.chunks.done_bytes - job.progress_current)
+
+    def _error_action(self, operation: str, code: int) -> str:
+        """block_job_error_action: what the policy for this side says for ``code``."""
+        policy = self.on_source_error if operation == "read" else self.on_target_error
+        if policy in ("enospc", "auto"):
+            return "stop" if code == errno.ENOSPC else "report"
+        return policy
+
+    # Section: completion
+
+    def clean(self, job: Job) -> None:
+        """Unblock the nodes and take the filter out; a drive-backup target closes."""
+        if self._cleaned:
+            return
+        self._cleaned = True
+        self._update_progress(job)  # what the filter copied since the last update
+        for blocker in self.blockers:
+            blocker.release()
+        for reference in self.references:
+            reference.release()
+        self.cbw.copier = None
+        self.graph.remove_filter(self.cbw)

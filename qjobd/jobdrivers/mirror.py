@@ -1,0 +1,554 @@
+"""The mirror job: copy a node to a target, keep the copy in sync, then switch to it.
+
+Setting up (:func:`setup_mirror`) makes the checks of QEMU's blockdev_mirror_common,
+mirror_start and mirror_start_job in their order, so a client gets
+qemu-storage-daemon 7.2's error for the first thing wrong.  The graph then looks as
+QEMU's does while a mirror runs:
+
+* a ``mirror_top`` filter (named ``filter-node-name``, else generated) goes above the
+  source and takes over the source's users; the job holds it as its "main node";
+* the job writes the target through a backend of its own that needs write and lets
+  others only write unchanged data (so the target is "in use" for blockdev-del);
+* op blockers on the filter, the source and the target make other jobs and
+  blockdev-del answer "Node 'x' is busy: block device is in use by block job: mirror";
+* a :class:`~qjobd.block.dirty.DirtyBitmap` on the source (shown in
+  query-named-block-nodes as QEMU shows its anonymous bitmap) records every write the
+  source gets from then on.
+
+The data path (:class:`MirrorDriver`): ``sync=full`` marks the whole source dirty,
+``sync=none`` nothing.  Each iteration takes the next dirty run (up to ``buf-size``,
+16 MiB by default), clears its bits and copies it in one worker-thread round trip
+with :func:`qjobd.block.copy_chunk`, in 1 MiB requests like QEMU's (holes stay
+holes); a failed request leaves its bytes dirty while the others go on, as QEMU's
+requests in flight do, and the speed limit is applied per iteration, so a limited
+mirror moves in bursts of ``buf-size`` as QEMU's does.  A write landing meanwhile
+marks the bits again, so it is copied again.  When nothing is dirty the target is flushed and
+the job is *ready* (BLOCK_JOB_READY); it then sleeps until a write marks the bitmap
+(the writer's thread wakes it through the trio token) or a verb arrives, copying new
+dirty data as it comes - the progress total grows by what was written, as in QEMU.
+
+Ending, as QEMU's mirror_run / mirror_exit_common:
+
+* ``job-complete`` (only when ready): copy what is still dirty, flush, and at
+  finalization *pivot*: every user of the source (the ``mirror_top`` filter's users)
+  now uses the target, the target takes the source's read-only flag, node names stay
+  where they were; BLOCK_JOB_COMPLETED.
+* ``block-job-cancel`` on a ready mirror: the same without the pivot (the target is a
+  consistent copy), BLOCK_JOB_COMPLETED.
+* ``job-cancel``, ``force``, or any cancel before ready: stop at once (whole chunks),
+  no pivot, BLOCK_JOB_CANCELLED.
+
+Either way the filter leaves the graph, the source gets its users back when there was
+no pivot, and a target that ``drive-mirror`` opened is closed unless the pivot gave it
+users.  I/O errors follow ``on-source-error``/``on-target-error``: ``report`` fails
+the job, ``stop`` pauses it (the run is retried on resume), ``ignore`` retries later,
+``enospc`` stops on ENOSPC and reports anything else; each sends BLOCK_JOB_ERROR.
+
+``copy-mode=write-blocking`` is accepted and runs like ``background``: in qjobd
+nothing can write to a mirrored source while the job runs (the job's op blockers keep
+other jobs away, and qjobd has no exports or guests), so there are no writes for it
+to block on.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import trio
+
+from qjobd.block import (
+    PERM_ALL,
+    PERM_NONE,
+    BlockGraph,
+    BlockNode,
+    CopyError,
+    EdgeKind,
+    OpBlocker,
+    Perm,
+    Permission,
+    copy_chunk,
+)
+from qjobd.block.dirty import DirtyBitmap, granularity_valid
+from qjobd.errors import QMPError
+from qjobd.jobs.job import Job, JobDriver, JobFailed
+
+if TYPE_CHECKING:
+    from qjobd.block.node import Edge
+    from qjobd.jobs.manager import JobManager
+
+__all__ = [
+    "DEFAULT_BUF_SIZE",
+    "DEFAULT_GRANULARITY",
+    "MirrorDriver",
+    "MirrorOptions",
+    "setup_mirror",
+]
+
+logger = logging.getLogger(__name__)
+
+#: QEMU's requests in flight and their usual size; buf-size defaults to both.
+MAX_IN_FLIGHT: Final = 16
+MAX_IO_BYTES: Final = 1 << 20
+DEFAULT_BUF_SIZE: Final = MAX_IN_FLIGHT * MAX_IO_BYTES
+#: The most one iteration (one worker-thread round trip) copies, whatever buf-size
+#: says, so that a cancel or a pause never waits long.
+MAX_ITERATION: Final = 64 << 20
+#: bdrv_get_default_bitmap_granularity for targets without a cluster size (raw, file).
+DEFAULT_GRANULARITY: Final = 64 << 10
+#: After an ignored error, wait this long before trying again: QEMU retries at once
+#: and floods its clients with BLOCK_JOB_ERROR, which would get qjobd's dropped.
+IGNORED_ERROR_DELAY: Final = 0.01
+
+#: What the job's handle on the filter needs and shares (block_job_create in
+#: mirror_start_job: no resize of the source while the job runs).
+MAIN_NODE_PERMS: Final = (
+    Perm.CONSISTENT_READ,
+    Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED | Perm.WRITE,
+)
+#: The job's backend on the target: it writes, others may only write unchanged data.
+TARGET_PERMS: Final = (Perm.WRITE, Perm.WRITE_UNCHANGED)
+#: block_job_add_bdrv(..."source"...): no permission, nobody may resize the source.
+SOURCE_JOB_PERMS: Final = (
+    PERM_NONE,
+    Perm.WRITE_UNCHANGED | Perm.WRITE | Perm.CONSISTENT_READ,
+)
+
+#: The reason QEMU's mirror_complete puts on the node it will replace.
+REPLACE_BLOCKER_REASON: Final = "block device is in use by block-job-complete"
+
+
+@dataclass
+class MirrorOptions:
+    """A mirror request after the command handler resolved its node names."""
+
+    source: BlockNode
+    target: BlockNode
+    sync: str
+    job_id: str | None = None
+    replaces: str | None = None
+    speed: int = 0
+    granularity: int = 0
+    buf_size: int = 0
+    on_source_error: str = "report"
+    on_target_error: str = "report"
+    filter_node_name: str | None = None
+    copy_mode: str = "background"
+    auto_finalize: bool = True
+    auto_dismiss: bool = True
+    #: drive-mirror opened the target for this job: close it when the job ends.
+    implicit_target: bool = False
+    request_id: Any = None
+
+
+def error_action(policy: str, error_number: int | None) -> str:
+    """BlockdevOnError -> BlockErrorAction (block_job_error_action)."""
+    if policy in ("enospc", "auto"):
+        return "stop" if error_number == errno.ENOSPC else "report"
+    return policy
+
+
+def skip_filters(node: BlockNode) -> BlockNode:
+    """bdrv_skip_filters: the first node below ``node`` that is not a filter."""
+    while (below := node.filtered) is not None:
+        node = below
+    return node
+
+
+def can_replace(source: BlockNode, to_replace: BlockNode) -> bool:
+    """bdrv_recurse_can_replace: ``to_replace`` is ``source`` or a filter chain below it."""
+    node: BlockNode | None = source
+    while node is not None:
+        if node is to_replace:
+            return True
+        node = node.filtered
+    return False
+
+
+def check_to_replace(graph: BlockGraph, source: BlockNode, name: str) -> BlockNode:
+    """check_to_replace_node, with QEMU's texts in its order."""
+    node = graph.find(name)
+    if node is None:
+        raise QMPError(f"Failed to find node with node-name='{name}'")
+    graph.check_op(node, "replace")
+    if not can_replace(source, node):
+        raise QMPError(
+            f"Cannot replace '{name}' by a node mirrored from '{source.node_name}', "
+            "because it cannot be guaranteed that doing so would not lead to an abrupt "
+            "change of visible data")
+    return node
+
+
+def _set_read_only(node: BlockNode, read_only: bool) -> None:
+    """bdrv_reopen_set_read_only: the node and the children that inherit from it."""
+    node.read_only = read_only
+    for edge in node.child_edges:
+        if not edge.node.monitor_owned:
+            _set_read_only(edge.node, read_only)
+
+
+def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) -> Job:
+    """Check a mirror request, change the graph, create and start the job.
+
+    The checks follow blockdev_mirror_common, mirror_start and mirror_start_job; a
+    failure after the job was created dismisses it (``created`` then ``null``, as QSD
+    shows) and undoes every graph change.  Raises QMPError.
+    """
+    source, target = options.source, options.target
+    granularity = options.granularity
+    if granularity and not 512 <= granularity <= 64 << 20:
+        raise QMPError("Parameter 'granularity' expects a value in range [512B, 64MB]")
+    if granularity & (granularity - 1):
+        raise QMPError("Parameter 'granularity' expects a power of 2")
+    graph.check_op(source, "mirror-source")
+    graph.check_op(target, "mirror-target")
+    # No backing chains in qjobd: 'top' copies as much as 'full'.
+    sync = "full" if options.sync == "top" else options.sync
+    if options.replaces is not None:
+        to_replace = check_to_replace(graph, source, options.replaces)
+        if to_replace.length() != source.length():
+            raise QMPError("cannot replace image with a mirror image of different size")
+    if sync in ("incremental", "bitmap"):
+        raise QMPError(f"Sync mode '{sync}' not supported")
+    if options.buf_size < 0:
+        raise QMPError("Invalid parameter 'buf-size'")
+    if skip_filters(source) is skip_filters(target):
+        raise QMPError("Can't mirror node into itself")
+    granularity = granularity or DEFAULT_GRANULARITY
+    assert granularity_valid(granularity)
+    buf_size = options.buf_size or DEFAULT_BUF_SIZE
+
+    driver = MirrorDriver(graph, options, sync=sync, granularity=granularity,
+                          buf_size=buf_size)
+    driver.insert_filter()
+    job: Job | None = None
+    try:
+        job = jobs.create(
+            options.job_id if options.job_id is not None else "", driver,
+            auto_finalize=options.auto_finalize, auto_dismiss=options.auto_dismiss,
+            speed=options.speed, request_id=options.request_id,
+        )
+        driver.attach(job)
+    except BaseException:
+        driver.undo_setup()
+        if job is not None:
+            jobs.discard_created(job)
+        raise
+    jobs.start(job)
+    return job
+
+
+class MirrorDriver(JobDriver):
+    """See the module docstring."""
+
+    job_type = "mirror"
+    defer_exit = True
+
+    def __init__(self, graph: BlockGraph, options: MirrorOptions, *, sync: str,
+                 granularity: int, buf_size: int) -> None:
+        self.graph = graph
+        self.options = options
+        self.source = options.source
+        self.target = options.target
+        self.sync = sync
+        self.granularity = granularity
+        self.buf_size = buf_size
+        #: One iteration (one worker-thread round trip, then the speed wait) takes at
+        #: most this much dirty data: buf-size rounded up to whole granules, capped.
+        self.iteration_size = min(-(-buf_size // granularity) * granularity,
+                                  max(MAX_ITERATION, granularity))
+        #: Each iteration copies in requests of this size (QEMU's max_io_bytes).
+        self.op_size = max(buf_size // MAX_IN_FLIGHT, MAX_IO_BYTES)
+        self.bitmap = DirtyBitmap(self.source.length(), granularity)
+        self.top: BlockNode | None = None
+        self._top_edge: Edge | None = None
+        self._target_perm: Permission | None = None
+        self._perms: list[Permission] = []
+        self._blockers: list[OpBlocker] = []
+        self._replace_blocker: OpBlocker | None = None
+        self.to_replace: BlockNode | None = None
+        self.should_complete = False
+        self._prepared = False
+        self._attached = False
+        self._cursor = 0
+        self._idle = False
+        self._job: Job | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
+
+    @property
+    def starts_ready(self) -> bool:
+        """Nothing to copy up front: QEMU is ready before the command answers."""
+        return self.sync == "none" or self.bitmap.length == 0
+
+    # ------------------------------------------------------------------ setup
+
+    def insert_filter(self) -> None:
+        """bdrv_new_open_driver + bdrv_append: the filter above the source."""
+        top = self.graph.insert_filter(
+            "mirror_top", self.source, node_name=self.options.filter_node_name)
+        top.read_only = False  # opened read-write whatever the source is (BDRV_O_RDWR)
+        self.top = top
+        self._top_edge = top.child_edges[0]
+
+    def attach(self, job: Job) -> None:
+        """The rest of mirror_start_job once the job exists; QMPError undoes nothing
+        itself (the caller calls :meth:`undo_setup`)."""
+        assert self.top is not None
+        graph = self.graph
+        user = f"mirror job '{job.id}'"
+        self._job = job
+        main_perm, main_shared = MAIN_NODE_PERMS
+        self._perms.append(graph.acquire(
+            self.top, user, False, child_name="main node", perm=main_perm,
+            shared=main_shared, kind=EdgeKind.JOB))
+        self._blockers.append(graph.block_for_job(self.top, self.job_type))
+        target_perm, target_shared = TARGET_PERMS
+        self._target_perm = graph.acquire(
+            self.target, "an unnamed block device", True, perm=target_perm,
+            shared=target_shared, kind=EdgeKind.BACKEND)
+        source_perm, source_shared = SOURCE_JOB_PERMS
+        self._perms.append(graph.acquire(
+            self.source, user, False, child_name="source", perm=source_perm,
+            shared=source_shared, kind=EdgeKind.JOB))
+        self._blockers.append(graph.block_for_job(self.source, self.job_type))
+        self._perms.append(graph.acquire(
+            self.target, user, False, child_name="target", perm=PERM_NONE,
+            shared=PERM_ALL, kind=EdgeKind.JOB))
+        self._blockers.append(graph.block_for_job(self.target, self.job_type))
+        self.source.add_dirty_bitmap(self.bitmap)
+        self.bitmap.add_listener(self._on_write)
+        self._attached = True
+
+    def undo_setup(self) -> None:
+        """Take back everything setup did (a failed start)."""
+        self._release_job_refs()
+        if self.top is not None:
+            self.graph.remove_filter(self.top)
+            self.top = None
+
+    def _release_job_refs(self) -> None:
+        self.source.remove_dirty_bitmap(self.bitmap)
+        self.bitmap.remove_listener(self._on_write)
+        if self._target_perm is not None:
+            self._target_perm.release()
+        for permission in self._perms:
+            permission.release()
+        self._perms.clear()
+        for blocker in self._blockers:
+            blocker.release()
+        self._blockers.clear()
+        if self._replace_blocker is not None:
+            self._replace_blocker.release()
+            self._replace_blocker = None
+
+    # ------------------------------------------------------------------ wake-ups
+
+    def _on_write(self) -> None:
+        """A write marked the bitmap (any thread): wake the job if it idles."""
+        token = self._token
+        if token is not None:
+            try:
+                token.run_sync_soon(self._wake)
+            except trio.RunFinishedError:
+                pass
+
+    def _wake(self) -> None:
+        if self._idle and self._job is not None:
+            self._job.kick()
+
+    # ------------------------------------------------------------------ the job
+
+    async def run(self, job: Job) -> None:
+        self._token = trio.lowlevel.current_trio_token()
+        length = self.source.length()
+        if length != self.target.length():
+            raise JobFailed("Source and target image have different sizes")
+        if length == 0:
+            job.transition_to_ready()
+            while not (self.should_complete or job.cancel_requested):
+                await self._idle_wait(job)
+            return
+        if self.sync == "full":
+            self.bitmap.set(0, length)
+        while True:
+            await job.pause_point()
+            dirty = self.bitmap.count()
+            job.progress_set_remaining(dirty)
+            if dirty:
+                await self._copy_next(job)
+                continue
+            if not job.is_ready:
+                if not await self._flush(job):
+                    continue
+                job.transition_to_ready()
+            if self.should_complete or job.cancel_requested:
+                # The flush may have let writes in: finish only when still clean.
+                if await self._flush(job) and not self.bitmap.count():
+                    return
+                continue
+            await self._idle_wait(job)
+
+    async def _idle_wait(self, job: Job) -> None:
+        self._idle = True
+        try:
+            await job.yield_until_kicked()
+        finally:
+            self._idle = False
+
+    async def _copy_next(self, job: Job) -> None:
+        """One iteration (mirror_iteration): the next dirty run, then the speed wait."""
+        run = self.bitmap.take(self._cursor, self.iteration_size)
+        if run is None:
+            return
+        offset, length = run
+        self._cursor = offset + length
+        done, failures = await job.run_io(self._copy_run, offset, length)
+        job.progress_update(done)
+        for op_offset, op_length, _ in failures:
+            self.bitmap.set(op_offset, op_length)
+        if failures:
+            await self._io_errors(job, [(error.operation, error) for _, _, error in failures])
+        await self._throttle(job, length)
+
+    @staticmethod
+    async def _throttle(job: Job, nbytes: int) -> None:
+        """The speed wait after an iteration: one sleep, which any verb (resume,
+        set-speed...) cuts short for good, as QEMU's job_sleep_ns."""
+        now = trio.current_time()
+        job.limiter.processed(nbytes, now)
+        await job.sleep(job.limiter.delay(now))
+
+    def _copy_run(self, offset: int, length: int) -> tuple[int, list[tuple[int, int, CopyError]]]:
+        """Copy a run op by op, going on past failures as QEMU's requests in flight
+        do (worker thread).  Returns the bytes copied and the failed ops."""
+        done = 0
+        failures: list[tuple[int, int, CopyError]] = []
+        end = offset + length
+        for op_offset in range(offset, end, self.op_size):
+            op_length = min(self.op_size, end - op_offset)
+            try:
+                copy_chunk(self.source, self.target, op_offset, op_length)
+            except CopyError as error:
+                failures.append((op_offset, op_length, error))
+            else:
+                done += op_length
+        return done, failures
+
+    async def _flush(self, job: Job) -> bool:
+        """Flush the target (inline when nothing was written); False after an error
+        that did not end the job."""
+        try:
+            if self.target.needs_flush():
+                await job.run_io(self.target.flush)
+            else:
+                self.target.flush()
+        except OSError as error:
+            await self._io_errors(job, [("write", error)])
+            return False
+        return True
+
+    async def _io_errors(self, job: Job, errors: list[tuple[str, OSError]]) -> None:
+        """Apply the error policies (mirror_error_action), one BLOCK_JOB_ERROR per
+        failed request: the first 'report' fails the job, 'stop' pauses it, 'ignore'
+        backs off a little before the data is tried again."""
+        report: OSError | None = None
+        actions = set()
+        for operation, error in errors:
+            policy = (self.options.on_source_error if operation == "read"
+                      else self.options.on_target_error)
+            action = error_action(policy, error.errno)
+            actions.add(action)
+            job.io_error(operation, action, error.errno or errno.EIO)
+            if action == "report" and report is None:
+                report = error
+        if report is not None:
+            raise JobFailed(os.strerror(report.errno or errno.EIO)) from report
+        if actions == {"ignore"}:
+            await job.sleep(IGNORED_ERROR_DELAY)
+
+    # ------------------------------------------------------------------ verbs
+
+    def complete(self, job: Job) -> None:
+        """mirror_complete: pivot once in sync; the block-job-complete checks."""
+        if not job.is_ready:
+            raise QMPError(f"The active block job '{job.id}' cannot be completed")
+        replaces = self.options.replaces
+        if replaces is not None and self._replace_blocker is None:
+            node = self.graph.find(replaces)
+            if node is None:
+                raise QMPError(f"Node name '{replaces}' not found")
+            self._replace_blocker = self.graph.block_ops(node, REPLACE_BLOCKER_REASON)
+            self.to_replace = node
+        self.should_complete = True
+        if not job.paused:
+            job.kick()
+
+    def cancel(self, job: Job, force: bool) -> bool:
+        """Before ready every cancel is a forced one (mirror_cancel)."""
+        return force or not job.is_ready
+
+    # ------------------------------------------------------------------ the end
+
+    def prepare(self, job: Job) -> None:
+        if not self._exit(job, abort=False):
+            raise JobFailed(os.strerror(errno.EPERM))
+
+    def abort(self, job: Job) -> None:
+        self._exit(job, abort=True)
+
+    def _exit(self, job: Job, abort: bool) -> bool:
+        """mirror_exit_common: pivot (when completing), then leave the graph.
+
+        Returns False when the pivot was refused; the graph is cleaned up anyway.
+        """
+        if self._prepared:
+            return True
+        self._prepared = True
+        graph = self.graph
+        ok = True
+        source, target, top = self.source, self.target, self.top
+        self._release_job_refs_before_pivot()
+        new_home = source
+        if self.should_complete and not abort:
+            to_replace = self.to_replace or source
+            if to_replace.read_only != target.read_only:
+                _set_read_only(target, to_replace.read_only)
+            if can_replace(source, to_replace):
+                try:
+                    graph.replace_node(to_replace, target,
+                                       keep=self._top_edge if to_replace is source else None)
+                    if to_replace is source:
+                        new_home = target
+                except QMPError as error:
+                    logger.error("mirror %s: %s", job.id, error.desc)
+                    ok = False
+            else:
+                logger.error(
+                    "mirror %s: Can no longer replace '%s' by '%s', because it can no "
+                    "longer be guaranteed that doing so would not lead to an abrupt "
+                    "change of visible data", job.id, to_replace.node_name,
+                    target.node_name)
+                ok = False
+        self._release_job_refs()
+        if top is not None:
+            try:
+                graph.replace_node(top, new_home)
+            except QMPError as error:
+                logger.error("mirror %s: %s", job.id, error.desc)
+                ok = False
+            graph.remove_filter(top)
+            self.top = None
+        if self.options.implicit_target:
+            graph.release_implicit(target)
+        return ok
+
+    def _release_job_refs_before_pivot(self) -> None:
+        """What QEMU drops before the pivot: the bitmap and the target backend."""
+        self.source.remove_dirty_bitmap(self.bitmap)
+        self.bitmap.remove_listener(self._on_write)
+        if self._target_perm is not None:
+            self._target_perm.release()
+            self._target_perm = None
