@@ -19,14 +19,14 @@ import json
 import os
 import select
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from benchlib import available_daemons, start_daemon, stop_daemons
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -86,22 +86,6 @@ class Client:
                 if status is None or data.get("status") == status:
                     return stamp
             self.receive()
-
-
-def start_daemon(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    path = workdir / f"{kind}.sock"
-    if kind == "qjobd":
-        command = [sys.executable, "-m", "qjobd", "--socket", str(path), "--log-level", "warning"]
-    else:
-        command = ["qemu-storage-daemon", "--chardev",
-                   f"socket,path={path},server=on,wait=off,id=c0", "--monitor", "chardev=c0"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not path.exists():
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise SystemExit(f"could not start {kind}")
-        time.sleep(0.02)
-    return process, path
 
 
 def drop_caches() -> bool:
@@ -184,7 +168,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="qjobd-bench-"))
     image_dir = options.dir or workdir
     image_dir.mkdir(parents=True, exist_ok=True)
-    kinds = ["qjobd"] + (["qsd"] if shutil.which("qemu-storage-daemon") else [])
+    kinds = available_daemons()
     processes = []
     try:
         images = make_images(image_dir)
@@ -219,12 +203,7 @@ def main() -> None:
             print(f"{kind:5} 50 MiB/s limit: achieved {rate:6.2f} MiB/s "
                   f"({(rate / 50 - 1) * 100:+.1f} %); job-cancel -> aborting {latency:.2f} ms")
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_daemons(processes)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from benchlib import available_daemons, start_daemon, stop_daemons
 
 REQUEST = b'{"execute": "query-jobs"}\n'
 REPLY_END = b"\n"
@@ -87,16 +86,6 @@ def _worker(args: tuple[str, str, float, int]) -> float:
     return ping_pong(path, seconds) if mode == "ping-pong" else pipelined(path, seconds, window)
 
 
-def start(command: list[str], path: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while not path.exists():
-        if time.monotonic() > deadline or process.poll() is not None:
-            raise SystemExit(f"could not start {command[0]}")
-        time.sleep(0.02)
-    return process
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -105,25 +94,13 @@ def main() -> None:
     options = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="qjobd-bench-"))
-    daemons: dict[str, subprocess.Popen[bytes]] = {}
+    processes = []
     paths: dict[str, str] = {}
     try:
-        qjobd_sock = workdir / "qjobd.sock"
-        daemons["qjobd"] = start(
-            [sys.executable, "-m", "qjobd", "--socket", str(qjobd_sock), "--log-level", "warning"],
-            qjobd_sock,
-        )
-        paths["qjobd"] = str(qjobd_sock)
-        if shutil.which("qemu-storage-daemon"):
-            qsd_sock = workdir / "qsd.sock"
-            daemons["qsd"] = start(
-                ["qemu-storage-daemon", "--chardev",
-                 f"socket,path={qsd_sock},server=on,wait=off,id=c0", "--monitor", "chardev=c0"],
-                qsd_sock,
-            )
-            paths["qsd"] = str(qsd_sock)
-        else:
-            print("qemu-storage-daemon not installed: qjobd only")
+        for kind in available_daemons():
+            process, path = start_daemon(kind, workdir)
+            processes.append(process)
+            paths[kind] = str(path)
 
         rates: dict[tuple[str, str], float] = {}
         for mode in ("ping-pong", "pipelined"):
@@ -148,12 +125,7 @@ def main() -> None:
                 print(f"       {mode:10} ratio vs qsd's one connection: {ratio:.2f}x"
                       " (target >= 4x)")
     finally:
-        for process in daemons.values():
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_daemons(processes)
         shutil.rmtree(workdir, ignore_errors=True)
 
 

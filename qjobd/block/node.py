@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from qjobd.block import _host
-from qjobd.block._qdict import qdict_order, qobject_to_json
+from qjobd.block._qdict import qobject_to_json
 from qjobd.block.dirty import DirtyBitmap
+from qjobd.qdict import iteration_order
 
 SECTOR_SIZE: Final = 512
 
@@ -435,7 +436,7 @@ class BlockNode:
             if name.endswith("."):
                 # Walk bs->options in its own QDict order: two keys sharing a hash
                 # bucket come out in the order a client then sees.
-                for key in qdict_order(list(flat)):
+                for key in iteration_order(list(flat)):
                     if key.startswith(name):
                         found[key] = flat[key]
                         given = True

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from qjobd.qdict import iteration_order
+
 __all__ = ["first_unexpected", "qdict_iteration_order"]
 
 _U32 = 0xFFFFFFFF
-_QDICT_BUCKETS = 512
 _MIN_SHIFT = 3
 
 # GLib's table of primes, one per power-of-two table size (index = log2(size)).
@@ -45,20 +46,9 @@ def _utf8(key: str) -> bytes:
     return key.encode("utf-8", "surrogatepass")
 
 
-def _tdb_bucket(raw: bytes) -> int:
-    value = (0x238F13AF * len(raw)) & _U32
-    for i, byte in enumerate(raw):
-        value = (value + (byte << (i * 5 % 24))) & _U32
-    return ((1103515243 * value + 12345) & _U32) % _QDICT_BUCKETS
-
-
-def qdict_iteration_order(keys: Sequence[str]) -> list[str]:
-    """The order ``qdict_first``/``qdict_next`` walk a QDict built from ``keys``.
-
-    ``keys`` is the insertion order (the order of the JSON text).
-    """
-    ranked = sorted(range(len(keys)), key=lambda i: (_tdb_bucket(_utf8(keys[i])), -i))
-    return [keys[i] for i in ranked]
+#: The order ``qdict_first``/``qdict_next`` walk a QDict built from keys inserted in
+#: the given order (the order of the JSON text).
+qdict_iteration_order = iteration_order
 
 
 def _str_hash(raw: bytes) -> int:

@@ -20,20 +20,9 @@ import math
 import re
 from typing import Any
 
+from qjobd.qdict import iteration_order
+
 __all__ = ["encode", "qdict_order"]
-
-_BUCKETS = 512
-_MASK = 0xFFFFFFFF
-
-
-def _bucket(key: str) -> int:
-    """The QDict bucket QEMU would file ``key`` under (the gdbm/tdb string hash)."""
-    raw = key.encode("utf-8", "surrogatepass")
-    value = (0x238F13AF * len(raw)) & _MASK
-    for i, byte in enumerate(raw):
-        value = (value + (byte << (i * 5 % 24))) & _MASK
-    return ((1103515243 * value + 12345) & _MASK) % _BUCKETS
-
 
 _order_cache: dict[tuple[str, ...], tuple[str, ...] | None] = {}
 
@@ -48,8 +37,7 @@ def qdict_order(keys: tuple[str, ...]) -> tuple[str, ...] | None:
         return _order_cache[keys]
     except KeyError:
         pass
-    ranked = sorted(range(len(keys)), key=lambda i: (_bucket(keys[i]), -i))
-    order = tuple(keys[i] for i in ranked)
+    order = tuple(iteration_order(keys))
     result = None if order == keys else order
     if len(_order_cache) < 65536:
         _order_cache[keys] = result

@@ -38,7 +38,7 @@ def test_key_order_matches_qemu(value: dict[str, Any], text: str) -> None:
 
 def test_same_bucket_keys_come_out_newest_first() -> None:
     # Find two keys sharing a bucket: QEMU prints the later-inserted one first.
-    from qjobd.protocol.qjson import _bucket
+    from qjobd.qdict import bucket as _bucket
 
     seen: dict[int, str] = {}
     for index in range(5000):
