@@ -20,6 +20,7 @@ import os
 import select
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -131,7 +132,7 @@ def run_backup(client: Client, source: Path, target: Path, size: int, tag: str,
     return ended - began
 
 
-def measure_rate_and_cancel(client: Client, source: Path, target: Path) -> tuple[float, float]:
+def measure_rate(client: Client, source: Path, target: Path) -> float:
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(target), str(GiB)], check=True)
     client.command("blockdev-add", {"driver": "raw", "node-name": "rs",
                                     "file": {"driver": "file", "filename": str(source)}})
@@ -149,14 +150,37 @@ def measure_rate_and_cancel(client: Client, source: Path, target: Path) -> tuple
     time.sleep(10.0)
     last, t1 = offset(), time.perf_counter()
     rate = (last - first) / (t1 - t0) / MiB
-    mark = len(client.events)
-    sent = time.perf_counter()
     client.command("job-cancel", {"id": "rate"})
-    aborting = client.wait_event("JOB_STATUS_CHANGE", "rate", "aborting", after=mark)
-    client.wait_event("JOB_STATUS_CHANGE", "rate", "null", after=mark)
+    client.wait_event("JOB_STATUS_CHANGE", "rate", "null")
     client.command("blockdev-del", {"node-name": "rs"})
     client.command("blockdev-del", {"node-name": "rt"})
-    return rate, (aborting - sent) * 1000
+    return rate
+
+
+def measure_cancel_latency(client: Client, source: Path, target: Path,
+                           samples: int = 8) -> list[float]:
+    """Milliseconds from job-cancel to ``aborting`` for 50 MiB/s backups, at odd times."""
+    latencies = []
+    for index in range(samples):
+        subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(target), str(GiB)],
+                       check=True)
+        client.command("blockdev-add", {"driver": "raw", "node-name": f"cs{index}",
+                                        "file": {"driver": "file", "filename": str(source)}})
+        client.command("blockdev-add", {"driver": "raw", "node-name": f"ct{index}",
+                                        "file": {"driver": "file", "filename": str(target)}})
+        client.command("blockdev-backup", {"job-id": f"c{index}", "device": f"cs{index}",
+                                           "target": f"ct{index}", "sync": "full",
+                                           "speed": 50 * MiB})
+        time.sleep(0.3 + 0.037 * index)  # land at different points of the rate cycle
+        mark = len(client.events)
+        sent = time.perf_counter()
+        client.command("job-cancel", {"id": f"c{index}"})
+        aborting = client.wait_event("JOB_STATUS_CHANGE", f"c{index}", "aborting", after=mark)
+        client.wait_event("JOB_STATUS_CHANGE", f"c{index}", "null", after=mark)
+        latencies.append((aborting - sent) * 1000)
+        client.command("blockdev-del", {"node-name": f"cs{index}"})
+        client.command("blockdev-del", {"node-name": f"ct{index}"})
+    return latencies
 
 
 def main() -> None:
@@ -164,6 +188,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=None,
                         help="where to keep the test images (default: a temporary directory)")
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per case (median)")
     options = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="qjobd-bench-"))
     image_dir = options.dir or workdir
@@ -182,26 +207,33 @@ def main() -> None:
         for label, (source, size) in images.items():
             for mode in modes:
                 for kind in kinds:
-                    if mode == "cold" and not drop_caches():
-                        print("cannot drop caches (not root?): cold runs are warm")
-                    target = workdir / f"{kind}-target.raw"
-                    seconds = run_backup(clients[kind], source, target, size,
-                                         f"{kind}{mode}{size}")
-                    allocated = target.stat().st_blocks * 512
+                    runs = []
+                    for attempt in range(options.repeat):
+                        if mode == "cold" and not drop_caches():
+                            print("cannot drop caches (not root?): cold runs are warm")
+                        target = workdir / f"{kind}-target.raw"
+                        runs.append(run_backup(clients[kind], source, target, size,
+                                               f"{kind}{mode}{size}{attempt}"))
+                        allocated = target.stat().st_blocks * 512
+                        target.unlink()
+                    seconds = statistics.median(runs)
                     results[(label, mode, kind)] = seconds
-                    print(f"{label:13} {mode:4} {kind:5} {seconds:7.3f} s   target uses "
-                          f"{allocated / MiB:7.1f} MiB")
-                    target.unlink()
+                    print(f"{label:13} {mode:4} {kind:5} {seconds:7.3f} s (median of "
+                          f"{len(runs)})   target uses {allocated / MiB:7.1f} MiB")
                 if "qsd" in kinds:
                     ratio = results[(label, mode, "qjobd")] / results[(label, mode, "qsd")]
                     print(f"{label:13} {mode:4} ratio qjobd/qsd: {ratio:.2f}x (target <= 1.0x)")
         random_image = images["1 GiB random"][0]
         for kind in kinds:
-            rate, latency = measure_rate_and_cancel(
-                clients[kind], random_image, workdir / f"{kind}-rate.raw"
-            )
+            rate = measure_rate(clients[kind], random_image, workdir / f"{kind}-rate.raw")
             print(f"{kind:5} 50 MiB/s limit: achieved {rate:6.2f} MiB/s "
-                  f"({(rate / 50 - 1) * 100:+.1f} %); job-cancel -> aborting {latency:.2f} ms")
+                  f"({(rate / 50 - 1) * 100:+.1f} %)")
+        for kind in kinds:
+            latencies = sorted(measure_cancel_latency(
+                clients[kind], random_image, workdir / f"{kind}-cancel.raw"
+            ))
+            print(f"{kind:5} job-cancel -> aborting: median {statistics.median(latencies):.2f} ms,"
+                  f" max {latencies[-1]:.2f} ms over {len(latencies)} runs")
     finally:
         stop_daemons(processes)
         shutil.rmtree(workdir, ignore_errors=True)
