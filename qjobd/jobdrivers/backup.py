@@ -160,6 +160,18 @@ class ChunkMap:
     def complete(self) -> bool:
         return self._done.find(0) < 0
 
+    def is_done(self, index: int) -> bool:
+        return bool(self._done[index])
+
+    def mark_done(self, first: int, last: int) -> None:
+        """Count chunks ``first`` .. ``last - 1`` as copied (they hold zeroes on both
+        sides); chunks another thread is copying are left to it."""
+        with self._cond:
+            for index in range(first, last):
+                if not self._done[index] and not self._busy[index]:
+                    self._done[index] = 1
+                    self.done_bytes += self.weight(index)
+
     def copy(self, index: int, copier: Callable[[int, int], None]) -> CopyError | None:
         """Copy chunk ``index`` with ``copier(offset, length)`` unless it is done.
 
@@ -236,6 +248,9 @@ class BackupCopier:
         for index in indices:
             if stop is not None and index >= stop:
                 break
+            if self.chunks.is_done(index) or self._skip_zero_run(index):
+                results.append((index, None))
+                continue
             error = self.chunks.copy(index, self._copy_extent)
             results.append((index, error))
             if error is not None and stop is None:
@@ -243,6 +258,31 @@ class BackupCopier:
             if time.monotonic() >= deadline:
                 break
         return results
+
+    def _skip_zero_run(self, index: int) -> bool:
+        """Mark the whole hole starting at chunk ``index`` copied, if it is one.
+
+        A sparse image is mostly holes; asking once per hole instead of once per chunk
+        keeps the per-chunk cost off the sparse parts.  Only whole chunks count, and
+        only where the target reads zeroes too.
+        """
+        offset, _ = self.chunks.extent(index)
+        try:
+            kind, count = self.source.block_status(offset, self.chunks.length - offset)
+        except OSError:
+            return False
+        if kind is not BlockStatus.ZERO:
+            return False
+        size = self.chunks.chunk_size
+        last = (offset + count) // size if offset + count < self.chunks.length \
+            else self.chunks.count
+        if last <= index:
+            return False
+        span = min(last * size, self.chunks.length) - offset
+        if not self._target_reads_zeroes(offset, span):
+            return False
+        self.chunks.mark_done(index, last)
+        return True
 
     def before_write(self, offset: int, length: int) -> None:
         """Copy-before-write: save the old data of dirty chunks in the range first."""

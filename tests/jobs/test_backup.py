@@ -689,3 +689,35 @@ def test_same_as_qsd(qjobd_socket: Path, qsd_socket: Path, tmp_path: Path,
     assert j_events == q_events
     if scenario is not scenario_pause_resume_speed_cancel:
         assert same_content(j_dir / "dst.raw", q_dir / "dst.raw")
+
+
+@pytest.mark.parametrize("target_state", ["fresh", "full of other data"])
+def test_sparse_source_with_uneven_holes(qjobd_socket: Path, tmp_path: Path,
+                                         target_state: str) -> None:
+    """Holes skipped a whole run at a time must still read as zeroes on any target.
+
+    The source has a leading hole, data straddling chunk boundaries, a hole that
+    starts and ends inside chunks, and data in its last partial chunk.
+    """
+    size = 9 * MiB + 4096
+    source = tmp_path / "sparse.raw"
+    with source.open("wb") as out:
+        out.truncate(size)
+        for offset, length in [(3 * MiB - 4096, 8192), (5 * MiB + 12345, 300000),
+                               (size - 5000, 5000)]:
+            out.seek(offset)
+            out.write(random.Random(offset).randbytes(length))
+    target = tmp_path / "target.raw"
+    if target_state == "fresh":
+        with target.open("wb") as out:
+            out.truncate(size)
+    else:
+        target.write_bytes(random.Random(1).randbytes(size))
+    with Client(qjobd_socket) as c:
+        c.add_raw("s", source)
+        c.add_raw("t", target)
+        c.ok("blockdev-backup", {"job-id": "b", "device": "s", "target": "t", **FULL})
+        c.wait_status("b", "null")
+    assert same_content(source, target)
+    if target_state == "fresh":
+        assert target.stat().st_blocks * 512 <= source.stat().st_blocks * 512 + MiB
