@@ -135,12 +135,11 @@ async def test_fifty_pipelining_clients_get_replies_in_order(qjobd_socket: Path)
 async def test_client_that_never_reads_does_not_block_others(qjobd_socket: Path) -> None:
     hog = await trio.open_unix_socket(str(qjobd_socket))
     async with hog:
-        # Large replies it never reads: its queue and socket buffers fill up.
+        # Large replies it never reads (several MiB): its socket buffers fill up and
+        # the daemon's writer for it blocks, while its other work goes on.
         await hog.send_all(b'{"execute": "qmp_capabilities"}\n')
-        burst = b'{"execute": "query-qmp-schema"}\n' * 2000
-        with trio.move_on_after(2):
-            await hog.send_all(burst)
-        with trio.fail_after(60):
+        await hog.send_all(b'{"execute": "query-qmp-schema"}\n' * 400)
+        with trio.fail_after(120):
             ids = await _pipelined_client(qjobd_socket, 500, "ok")
         assert ids == [f"ok-{i}" for i in range(500)]
 
