@@ -61,24 +61,33 @@ async def _answer_after_start(job: Any, driver: MirrorDriver) -> None:
         await job.settle()
 
 
-@handler("blockdev-mirror")
-async def blockdev_mirror(context: CommandContext, arguments: Any) -> None:
-    graph = context.daemon.block
-    source = root_node(graph, arguments.device)
-    target = graph.lookup(arguments.target)
-    sync = _value(arguments.sync)
-    options = MirrorOptions(
+def _mirror_options(context: CommandContext, arguments: Any, source: BlockNode,
+                    target: BlockNode, sync: str, **extra: Any) -> MirrorOptions:
+    """The options blockdev-mirror and drive-mirror share, with QEMU's defaults."""
+    return MirrorOptions(
         source=source, target=target, sync=sync, job_id=arguments.job_id,
         replaces=arguments.replaces, speed=_value(arguments.speed, 0),
         granularity=_value(arguments.granularity, 0),
         buf_size=_value(arguments.buf_size, 0),
         on_source_error=_value(arguments.on_source_error, "report"),
         on_target_error=_value(arguments.on_target_error, "report"),
-        filter_node_name=arguments.filter_node_name,
         copy_mode=_value(arguments.copy_mode, "background"),
         auto_finalize=_value(arguments.auto_finalize, True),
         auto_dismiss=_value(arguments.auto_dismiss, True),
         request_id=context.request_id,
+        **extra,
+    )
+
+
+@handler("blockdev-mirror")
+async def blockdev_mirror(context: CommandContext, arguments: Any) -> None:
+    graph = context.daemon.block
+    source = root_node(graph, arguments.device)
+    target = graph.lookup(arguments.target)
+    sync = _value(arguments.sync)
+    options = _mirror_options(
+        context, arguments, source, target, sync,
+        filter_node_name=arguments.filter_node_name,
     )
     job = setup_mirror(graph, context.daemon.jobs, options)
     assert isinstance(job.driver, MirrorDriver)
@@ -159,18 +168,8 @@ async def drive_mirror(context: CommandContext, arguments: Any) -> None:
             raise QMPError(f"Unknown driver '{fmt}'")
         raise QMPError(f"Image format '{fmt}' is not supported by qjobd")
     target = graph.open_implicit(_target_options(path, fmt, arguments.node_name))
-    options = MirrorOptions(
-        source=source, target=target, sync=sync, job_id=arguments.job_id,
-        replaces=arguments.replaces, speed=_value(arguments.speed, 0),
-        granularity=_value(arguments.granularity, 0),
-        buf_size=_value(arguments.buf_size, 0),
-        on_source_error=_value(arguments.on_source_error, "report"),
-        on_target_error=_value(arguments.on_target_error, "report"),
-        copy_mode=_value(arguments.copy_mode, "background"),
-        auto_finalize=_value(arguments.auto_finalize, True),
-        auto_dismiss=_value(arguments.auto_dismiss, True),
-        implicit_target=True, request_id=context.request_id,
-    )
+    options = _mirror_options(context, arguments, source, target, sync,
+                              implicit_target=True)
     try:
         job = setup_mirror(graph, context.daemon.jobs, options)
     except BaseException:
