@@ -49,6 +49,7 @@ from typing import Any, Final
 import attrs
 
 from qjobd.qapi.schema import (
+    JSON_TO_QTYPE,
     AlternateType,
     ArrayType,
     BuiltinType,
@@ -133,16 +134,6 @@ _BUILTINS: Final[dict[str, tuple[str, str]]] = {
     "any": ("value", "Any"),
 }
 
-# The QType an alternate dispatches a branch of each JSON type on.
-_JSON_TO_QTYPE: Final = {
-    "null": "qnull",
-    "string": "qstring",
-    "number": "qnum",
-    "int": "qnum",
-    "boolean": "qbool",
-    "array": "qlist",
-    "object": "qdict",
-}
 
 
 @attrs.define(eq=False)
@@ -323,7 +314,7 @@ class TypeBuilder:
             if not self.live(variant):
                 continue
             branch = self.node(variant.type)
-            qt = _JSON_TO_QTYPE.get(branch.json_type)
+            qt = JSON_TO_QTYPE.get(branch.json_type)
             if qt is None:
                 raise ModelError(f"alternate {node.name}: branch {variant.name!r} has no QType")
             node.branches.append((qt, branch))

@@ -99,7 +99,7 @@ BUILTIN_TYPES: tuple[tuple[str, str], ...] = (
 _QTYPE_VALUES = ("none", "qnull", "qnum", "qstring", "qdict", "qlist", "qbool")
 
 # What a JSON value of each kind looks like to an alternate (QEMU's QType).
-_JSON_TO_QTYPE = {
+JSON_TO_QTYPE = {
     "null": "qnull",
     "string": "qstring",
     "number": "qnum",
@@ -459,7 +459,7 @@ class Type(Entity):
     def alternate_qtype(self) -> str | None:
         """The kind of JSON value (QType name) an alternate sees for this
         type, or ``None`` if the type cannot be an alternate branch."""
-        return _JSON_TO_QTYPE.get(self.json_type())
+        return JSON_TO_QTYPE.get(self.json_type())
 
     def check(self, schema: Schema) -> None:
         super().check(schema)
