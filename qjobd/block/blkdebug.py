@@ -25,8 +25,9 @@ import errno as errno_mod
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, Final
+
+import attrs
 
 from qjobd.block.node import (
     BlockNode,
@@ -71,7 +72,7 @@ _PERM_BY_NAME: Final = {
 _INT_MAX: Final = (1 << 31) - 1
 
 
-@dataclass(eq=False)
+@attrs.define(eq=False)
 class Rule:
     """One inject-error or set-state rule."""
 
@@ -185,7 +186,7 @@ class BlkdebugNode(BlockNode):
         self._take = Perm(0)
         self._unshare = Perm(0)
 
-    # ------------------------------------------------------------------ open
+    # Section: open
 
     def open(self, open_child: Callable[[str], BlockNode]) -> None:
         """blkdebug_open: rules, permission tweaks, the image, then the limits."""
@@ -238,7 +239,7 @@ class BlkdebugNode(BlockNode):
         nperm, nshared = super().child_perm(edge, perm, shared)
         return nperm | self._take, nshared & ~self._unshare
 
-    # ------------------------------------------------------------------ rules
+    # Section: rules
 
     def debug_event(self, event: str) -> None:
         with self._lock:
@@ -274,7 +275,7 @@ class BlkdebugNode(BlockNode):
         code = abs(rule.error)
         raise OSError(code, os.strerror(code))
 
-    # ------------------------------------------------------------------ I/O
+    # Section: I/O
 
     def _length(self) -> int:
         return self.image.length()

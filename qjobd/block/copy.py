@@ -29,8 +29,9 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from dataclasses import dataclass
 from typing import Final, Literal
+
+import attrs
 
 from qjobd.block import _host
 from qjobd.block.node import BlockNode, BlockStatus
@@ -52,7 +53,7 @@ class CopyError(OSError):
         return CopyError, (self.operation, OSError(self.errno, self.strerror))
 
 
-@dataclass
+@attrs.define
 class CopyResult:
     """What one ``copy_chunk`` did, in bytes."""
 

@@ -52,7 +52,7 @@ class DirtyBitmap:
     def __repr__(self) -> str:
         return f"<DirtyBitmap {self.count()}/{self.length} dirty, {self.granularity}B>"
 
-    # ------------------------------------------------------------------ listeners
+    # Section: listeners
 
     def add_listener(self, listener: Callable[[], None]) -> None:
         """Call ``listener()`` after every write that marks something (any thread)."""
@@ -61,7 +61,7 @@ class DirtyBitmap:
     def remove_listener(self, listener: Callable[[], None]) -> None:
         self._listeners = tuple(entry for entry in self._listeners if entry is not listener)
 
-    # ------------------------------------------------------------------ granules
+    # Section: granules
 
     def _granules(self, offset: int, length: int) -> tuple[int, int]:
         """[first, end) granule indexes covering the byte range, clipped to the bitmap."""
@@ -78,7 +78,7 @@ class DirtyBitmap:
         after = (end - first) if value == _SET else 0
         return after - before
 
-    # ------------------------------------------------------------------ changes
+    # Section: changes
 
     def set(self, offset: int, length: int) -> None:
         """Mark ``[offset, offset + length)`` dirty (also when not recording)."""
@@ -124,7 +124,7 @@ class DirtyBitmap:
         offset = index << self._shift
         return offset, min(end << self._shift, self.length) - offset
 
-    # ------------------------------------------------------------------ queries
+    # Section: queries
 
     def is_dirty(self, offset: int) -> bool:
         if not 0 <= offset < self.length:

@@ -48,7 +48,7 @@ class FileNode(BlockNode):
         #: True while an auto-read-only node runs on a read-only fd.
         self._fd_read_only = False
 
-    # ------------------------------------------------------------------ open
+    # Section: open
 
     def _open_flags(self, writable: bool) -> int:
         flags = os.O_CLOEXEC | (os.O_RDWR if writable else os.O_RDONLY)
@@ -112,7 +112,7 @@ class FileNode(BlockNode):
             os.close(self.fd)
             self.fd = -1
 
-    # ------------------------------------------------------------------ I/O
+    # Section: I/O
 
     def _length(self) -> int:
         return os.fstat(self.fd).st_size

@@ -209,7 +209,7 @@ class Conversions:
         code = compile("\n".join(src.lines) + "\n", "<qjobd.model generated>", "exec")
         exec(code, self.namespace)
 
-    # -- public accessors -------------------------------------------------------
+    # Section: public accessors
 
     def _fn(self, prefix: str, node: Node) -> Callable[..., Any]:
         """The generated function ``<prefix><id>``; root wrappers are made on demand."""
@@ -244,7 +244,7 @@ class Conversions:
         """``f(value)``: a JSON-ready value (dicts, lists, str, int, float, bool, None)."""
         return self._fn("_o", node)
 
-    # -- generation ---------------------------------------------------------------
+    # Section: generation
 
     def _id(self, node: Node) -> int:
         return self._ids[node.name]
@@ -407,7 +407,7 @@ class Conversions:
             src.add(2, "return v")
         src.add(1, f"raise _alternate_error(name, {node.name!r})", "")
 
-    # -- output ---------------------------------------------------------------------
+    # Section: output
 
     def _out(self, node: Node, expr: str) -> str:
         """An expression turning ``expr`` (a value of ``node``) into JSON-ready data."""
@@ -480,7 +480,7 @@ class Conversions:
             src.add(2, f"return {self._out(branch, 'v')}")
         src.add(1, f"raise _bad_output({node.name!r}, v)", "")
 
-    # -- cattrs ---------------------------------------------------------------------
+    # Section: cattrs
 
     def _make_converter(self) -> cattrs.Converter:
         converter = cattrs.Converter()

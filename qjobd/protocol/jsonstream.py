@@ -48,8 +48,9 @@ from __future__ import annotations
 import json
 import json.scanner
 import re
-from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
+
+import attrs
 
 __all__ = [
     "MAX_NESTING",
@@ -73,7 +74,7 @@ MAX_NESTING: Final = 1024
 _MESSAGE_BUFFER: Final = 1024
 
 
-@dataclass(frozen=True, slots=True)
+@attrs.frozen
 class JSONParseError:
     """Input QEMU rejects; ``message`` is the ``desc`` of its GenericError reply."""
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Set
-from dataclasses import dataclass, field
+
+import attrs
 
 from .error import QAPISemError
 from .parser import DocBlock, JSONValue, ParsedExpr
@@ -50,24 +51,24 @@ __all__ = [
 
 JSONObject = dict[str, JSONValue]
 
-# -- conditions ----------------------------------------------------------------
+# Section: conditions
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class IfAll:
     """True when all operands are (``{'all': [...]}``)."""
 
     operands: tuple[IfExpr, ...]
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class IfAny:
     """True when at least one operand is (``{'any': [...]}``)."""
 
     operands: tuple[IfExpr, ...]
 
 
-@dataclass(frozen=True)
+@attrs.frozen
 class IfNot:
     """Negation (``{'not': ...}``)."""
 
@@ -158,10 +159,10 @@ def _render(expr: IfExpr, sym: str, neg: str, and_: str, or_: str, top: bool) ->
     return text if top else f"({text})"
 
 
-# -- definitions ---------------------------------------------------------------
+# Section: definitions
 
 
-@dataclass
+@attrs.define
 class TypeRef:
     """A reference to a type by name; ``array`` for ``['Name']``."""
 
@@ -172,40 +173,40 @@ class TypeRef:
         return f"['{self.name}']" if self.array else f"'{self.name}'"
 
 
-@dataclass
+@attrs.define
 class FeatureDef:
     name: str
-    ifcond: IfCond = field(default_factory=IfCond)
+    ifcond: IfCond = attrs.field(factory=IfCond)
 
 
-@dataclass
+@attrs.define
 class EnumValueDef:
     name: str
-    ifcond: IfCond = field(default_factory=IfCond)
-    features: list[FeatureDef] = field(default_factory=list)
+    ifcond: IfCond = attrs.field(factory=IfCond)
+    features: list[FeatureDef] = attrs.field(factory=list)
 
 
-@dataclass
+@attrs.define
 class MemberDef:
     """An object member; ``name`` is without the ``*`` of optional members."""
 
     name: str
     type: TypeRef
     optional: bool = False
-    ifcond: IfCond = field(default_factory=IfCond)
-    features: list[FeatureDef] = field(default_factory=list)
+    ifcond: IfCond = attrs.field(factory=IfCond)
+    features: list[FeatureDef] = attrs.field(factory=list)
 
 
-@dataclass
+@attrs.define
 class BranchDef:
     """A union or alternate branch."""
 
     name: str
     type: TypeRef
-    ifcond: IfCond = field(default_factory=IfCond)
+    ifcond: IfCond = attrs.field(factory=IfCond)
 
 
-@dataclass
+@attrs.define
 class IncludeDef:
     """Marks where an ``include`` directive was (``fname`` is joined onto the
     including file's directory)."""
@@ -214,7 +215,7 @@ class IncludeDef:
     info: SourceInfo
 
 
-@dataclass
+@attrs.define
 class Definition:
     """Fields common to all definitions; ``meta`` is the defining keyword."""
 
@@ -226,19 +227,19 @@ class Definition:
     features: list[FeatureDef]
 
 
-@dataclass
+@attrs.define
 class EnumDef(Definition):
     values: list[EnumValueDef]
     prefix: str | None
 
 
-@dataclass
+@attrs.define
 class StructDef(Definition):
     base: str | None
     members: list[MemberDef]
 
 
-@dataclass
+@attrs.define
 class UnionDef(Definition):
     #: a type name, or the members of an anonymous base
     base: str | list[MemberDef]
@@ -246,12 +247,12 @@ class UnionDef(Definition):
     branches: list[BranchDef]
 
 
-@dataclass
+@attrs.define
 class AlternateDef(Definition):
     branches: list[BranchDef]
 
 
-@dataclass
+@attrs.define
 class CommandDef(Definition):
     #: ``None``, a type name (required when boxed), or anonymous members
     data: TypeRef | list[MemberDef] | None
@@ -264,13 +265,13 @@ class CommandDef(Definition):
     coroutine: bool
 
 
-@dataclass
+@attrs.define
 class EventDef(Definition):
     data: TypeRef | list[MemberDef] | None
     boxed: bool
 
 
-# -- names ---------------------------------------------------------------------
+# Section: names
 
 # Optional downstream prefix __RFQDN_, optional experimental prefix x-, stem.
 _VALID_NAME = re.compile(r"(__[a-z0-9.-]+_)?(x-)?([a-z][a-z0-9_-]*)$", re.IGNORECASE)
@@ -356,7 +357,7 @@ def _check_defn_name(name: str, info: SourceInfo, meta: str) -> None:
             )
 
 
-# -- generic checks ----------------------------------------------------------------
+# Section: generic checks
 
 
 def _check_keys(
@@ -528,7 +529,7 @@ def _branches(
     return branches
 
 
-# -- per-meta checks ---------------------------------------------------------------
+# Section: per-meta checks
 
 
 def _check_enum(

@@ -86,7 +86,7 @@ class IntrospectionVisitor(Visitor):
         self._name_map: dict[str, str] = {}
         self.result: list[SchemaInfo] = []
 
-    # -- visitor protocol
+    # Section: visitor protocol
 
     def visit_begin(self, schema: Schema) -> None:
         self._schema = schema
@@ -157,7 +157,7 @@ class IntrospectionVisitor(Visitor):
         members = [_Cond({"type": self._use_type(v.type)}, v.ifcond) for v in typ.variants.variants]
         self._add(typ.name, "alternate", {"members": members}, typ.ifcond, typ.features)
 
-    # -- helpers
+    # Section: helpers
 
     def _need_schema(self) -> Schema:
         assert self._schema is not None, "visit_begin() not called"

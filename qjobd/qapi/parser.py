@@ -21,8 +21,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Protocol
+
+import attrs
 
 from .error import QAPIError, QAPIParseError, QAPISemError
 from .source import Pragma, SourceInfo
@@ -40,7 +41,7 @@ __all__ = [
 JSONValue = str | bool | list["JSONValue"] | dict[str, "JSONValue"]
 
 
-@dataclass
+@attrs.define
 class ParsedExpr:
     """A top-level expression, where it starts, and its doc comment."""
 
@@ -49,7 +50,7 @@ class ParsedExpr:
     doc: DocBlock | None = None
 
 
-# -- documentation comments ------------------------------------------------
+# Section: documentation comments
 
 
 class _Documentable(Protocol):
@@ -343,7 +344,7 @@ class _DocBuilder:
         section.text += line.rstrip() + "\n"
 
 
-# -- the lexer and parser ----------------------------------------------------
+# Section: the lexer and parser
 
 # Token kinds (``_tok``): one of the punctuation characters, or
 _STRING = "S"
@@ -406,7 +407,7 @@ class SchemaParser:
         self._line_start = 0
         self._parse()
 
-    # -- error helpers
+    # Section: error helpers
 
     def _here(self) -> SourceInfo:
         return SourceInfo(self.fname, self._line, self._parent, self.pragma)
@@ -421,7 +422,7 @@ class SchemaParser:
         """An error at the current token."""
         return QAPIParseError(self._here(), msg, self._column())
 
-    # -- lexer
+    # Section: lexer
 
     def _next(self, keep_comments: bool = False) -> None:
         """Advance to the next token.
@@ -506,7 +507,7 @@ class SchemaParser:
         self._val = "".join(chars)
         self._cursor = i
 
-    # -- parser
+    # Section: parser
 
     def _parse(self) -> None:
         cur_doc: DocBlock | None = None
@@ -643,7 +644,7 @@ class SchemaParser:
             self._next(keep_comments=True)
         raise self._error("documentation comment must end with a '##' line")
 
-    # -- directives
+    # Section: directives
 
     def _include_directive(self, expr: dict[str, JSONValue], info: SourceInfo) -> None:
         if len(expr) != 1:

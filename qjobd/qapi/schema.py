@@ -118,7 +118,7 @@ _QTYPE_WORDS = {
 }
 
 
-# -- members -------------------------------------------------------------------
+# Section: members
 
 
 class SchemaMember:
@@ -373,7 +373,7 @@ class Variants:
             v.type.check_clash(info, dict(seen))
 
 
-# -- entities ------------------------------------------------------------------
+# Section: entities
 
 
 class Entity:
@@ -890,7 +890,7 @@ class Module:
         return [e for e in self.items if isinstance(e, Entity)]
 
 
-# -- visitor ---------------------------------------------------------------------
+# Section: visitor
 
 
 class Visitor:
@@ -942,7 +942,7 @@ class Visitor:
         """An event."""
 
 
-# -- the schema ------------------------------------------------------------------
+# Section: the schema
 
 
 class Schema:
@@ -981,7 +981,7 @@ class Schema:
             self._def_definition(defn)
         self._check()
 
-    # -- lookups
+    # Section: lookups
 
     def lookup_entity(self, name: str) -> Entity | None:
         """The entity called *name*, if any."""
@@ -1009,7 +1009,7 @@ class Schema:
             )
         return typ
 
-    # -- iteration
+    # Section: iteration
 
     @property
     def modules(self) -> list[Module]:
@@ -1039,7 +1039,7 @@ class Schema:
                     item.visit(visitor)
         visitor.visit_end()
 
-    # -- building
+    # Section: building
 
     def _module_name(self, fname: str) -> str:
         if fname.startswith("./"):

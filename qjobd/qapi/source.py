@@ -17,12 +17,12 @@ location produced while reading one schema shares the same settings object.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import attrs
 
 __all__ = ["Pragma", "SourceInfo"]
 
 
-@dataclass
+@attrs.define
 class Pragma:
     """Schema-wide settings changed by ``{ 'pragma': {...} }`` directives.
 
@@ -34,12 +34,12 @@ class Pragma:
     #: Every definition must carry a documentation comment.
     doc_required: bool = False
     #: Commands whose names may contain ``_``.
-    command_name_exceptions: list[str] = field(default_factory=list)
+    command_name_exceptions: list[str] = attrs.field(factory=list)
     #: Commands that may return something other than an object (or a list
     #: of objects).
-    command_returns_exceptions: list[str] = field(default_factory=list)
+    command_returns_exceptions: list[str] = attrs.field(factory=list)
     #: Types whose member names may use upper case and ``_``.
-    member_name_exceptions: list[str] = field(default_factory=list)
+    member_name_exceptions: list[str] = attrs.field(factory=list)
 
 
 class SourceInfo:

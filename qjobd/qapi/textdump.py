@@ -91,7 +91,7 @@ class TextDumpVisitor(Visitor):
     def visit_needed(self, entity: Entity) -> bool:
         return not entity.is_implicit()
 
-    # -- entities
+    # Section: entities
 
     def visit_command(self, command: Command) -> None:
         lines = self._head(command, command.name)
@@ -167,7 +167,7 @@ class TextDumpVisitor(Visitor):
         lines += self._tail(typ)
         self._types.append("\n".join(lines))
 
-    # -- pieces
+    # Section: pieces
 
     @staticmethod
     def _head(entity: Entity, title: str) -> list[str]:
