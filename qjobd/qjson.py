@@ -1,4 +1,7 @@
-"""JSON output that is byte-for-byte what QEMU's monitor writes.
+"""JSON output that is byte-for-byte what QEMU writes (qobject_to_json).
+
+The monitor's replies and events and the block layer's ``json:{...}`` filenames
+come out of the same writer in QEMU, so they share this one here.
 
 QEMU builds every reply and event as a QDict, a hash table of 512 buckets, and prints
 it by walking the buckets in order; within one bucket the most recently inserted key

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from qjobd.protocol.qjson import encode, qdict_order
+from qjobd.qjson import encode, qdict_order
 
 
 @pytest.mark.parametrize(

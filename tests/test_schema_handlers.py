@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from qjobd.commands import load_handlers
+from qjobd.commands.dispatch import all_handlers
 from qjobd.qapi import Schema
 from qjobd.schema_path import bundled_schema_path
 from qjobd.server.daemon import DEFINED_SYMBOLS, Daemon
@@ -17,7 +17,7 @@ from qjobd.server.listener import StartupError
 def test_bundled_schema_and_handlers_agree() -> None:
     schema = Schema(str(bundled_schema_path()))
     commands = {c.name for c in schema.commands() if c.ifcond.evaluate(DEFINED_SYMBOLS)}
-    assert commands == set(load_handlers())
+    assert commands == set(all_handlers())
 
 
 def _schema_copy(tmp_path: Path) -> Path:

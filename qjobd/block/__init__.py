@@ -15,7 +15,6 @@ from qjobd.block.graph import (
     OpBlocker,
     Permission,
     job_blocker_reason,
-    node_name_wellformed,
 )
 from qjobd.block.node import PERM_ALL, PERM_NONE, BlockNode, BlockStatus, EdgeKind, Perm
 
@@ -36,5 +35,4 @@ __all__ = [
     "copy_chunk",
     "create_file",
     "job_blocker_reason",
-    "node_name_wellformed",
 ]

@@ -14,11 +14,13 @@ import errno
 import fcntl
 import os
 import struct
-from typing import Final
+from typing import Any, Final
 
 from qjobd.block import _host
 from qjobd.block.file import open_error, set_nocow
 from qjobd.errors import QMPError
+
+__all__ = ["PREALLOCATION_MODES", "FileCreation", "create_file"]
 
 PREALLOCATION_MODES: Final = ("off", "metadata", "falloc", "full")
 _MAX_BLOCKSIZE: Final = 4096
@@ -123,3 +125,38 @@ def _truncate(fd: int, size: int, preallocation: str) -> None:
         except OSError:
             pass
         raise
+
+
+class FileCreation:
+    """blockdev-create with the ``file`` driver (BlockdevCreateOptionsFile).
+
+    ``check`` is what QEMU does before the create job first yields (so a missing
+    directory fails before the command replies, as in QSD); ``create`` is the rest and
+    blocks, so the job runs it in a worker thread.
+    """
+
+    def __init__(self, options: Any) -> None:
+        self.filename: str = options.filename
+        self.size: int = options.size
+        self.preallocation: str = (
+            options.preallocation.value if options.preallocation is not None else "off"
+        )
+        self.nocow = bool(options.nocow)
+        self.extent_size_hint: int | None = options.extent_size_hint
+
+    def check(self) -> None:
+        if self.extent_size_hint is not None and self.extent_size_hint > _UINT32_MAX:
+            raise QMPError("Extent size hint is too large")
+        try:
+            fd = os.open(self.filename, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            raise open_error(self.filename, error, "create") from error
+        os.close(fd)
+
+    def create(self) -> None:
+        try:
+            create_file(self.filename, self.size, self.preallocation, self.nocow,
+                        self.extent_size_hint)
+        except OverflowError as error:
+            # A size past off_t's range is negative to QEMU's ftruncate.
+            raise QMPError("Could not resize file: Invalid argument") from error

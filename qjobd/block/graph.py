@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Final
 
-from qjobd.block.blkdebug import BlkdebugNode
-from qjobd.block.file import FileNode
+import attrs
+
 from qjobd.block.filter import FilterNode
+from qjobd.block.formats import FormatRegistry
 from qjobd.block.node import (
     PERM_ALL,
     PERM_NONE,
@@ -39,22 +39,11 @@ from qjobd.block.node import (
     Perm,
     perm_names,
 )
-from qjobd.block.null import NullNode
-from qjobd.block.raw import RawNode
 from qjobd.errors import QMPError
-
-#: Drivers qjobd implements, by BlockdevDriver name.
-DRIVERS: Final[dict[str, type[BlockNode]]] = {
-    "file": FileNode,
-    "raw": RawNode,
-    "null-co": NullNode,
-    "blkdebug": BlkdebugNode,
-}
+from qjobd.ids import id_wellformed
 
 #: bs->node_name is a 32-byte array: 31 characters and the NUL.
 NODE_NAME_MAX: Final = 31
-
-_CHILD_REF_KEYS: Final = ("file", "image")
 
 
 def job_blocker_reason(job_type: str) -> str:
@@ -62,14 +51,7 @@ def job_blocker_reason(job_type: str) -> str:
     return f"block device is in use by block job: {job_type}"
 
 
-def node_name_wellformed(name: str) -> bool:
-    """util/id.c id_wellformed: a letter, then letters, digits, '-', '.', '_'."""
-    if not name or not (name[0].isascii() and name[0].isalpha()):
-        return False
-    return all(c.isascii() and (c.isalnum() or c in "-._") for c in name[1:])
-
-
-@dataclass(eq=False)
+@attrs.define(eq=False)
 class OpBlocker:
     """A job's claim that stops other commands from using a node."""
 
@@ -86,7 +68,7 @@ class OpBlocker:
             self.graph._blockers[self.node].remove(self)
 
 
-@dataclass(eq=False)
+@attrs.define(eq=False)
 class Permission:
     """A held use of a node (QEMU's BdrvChild from a job or backend).
 
@@ -119,18 +101,21 @@ class Permission:
         self.release()
 
 
-@dataclass
+@attrs.define
 class _AddContext:
     """Nodes created by one blockdev-add, so a failure can undo all of them."""
 
-    created: list[BlockNode] = field(default_factory=list)
-    edges: list[Edge] = field(default_factory=list)
+    created: list[BlockNode] = attrs.field(factory=list)
+    edges: list[Edge] = attrs.field(factory=list)
 
 
 class BlockGraph:
     """All nodes of the daemon; see the module docstring."""
 
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, formats: FormatRegistry | None = None,
+                 rng: random.Random | None = None) -> None:
+        #: The drivers nodes can be opened with.
+        self.formats = formats or FormatRegistry()
         #: Nodes in creation order (graph_bdrv_states); queries list them newest first.
         self._nodes: list[BlockNode] = []
         self._by_name: dict[str, BlockNode] = {}
@@ -138,7 +123,7 @@ class BlockGraph:
         self._id_counter = 0
         self._rng = rng or random.Random()
 
-    # ------------------------------------------------------------------ names
+    # Section: names
 
     def generate_name(self) -> str:
         """util/id.c id_generate(ID_BLOCK): '#block', a counter, two random digits.
@@ -156,7 +141,7 @@ class BlockGraph:
         if name is None:
             name = self.generate_name()
             node.generated_name = True
-        elif not node_name_wellformed(name):
+        elif not id_wellformed(name):
             raise QMPError(f"Invalid node-name: '{name}'")
         if name in self._by_name:
             raise QMPError(f"Duplicate nodes with node-name='{name}'")
@@ -174,7 +159,7 @@ class BlockGraph:
             self._nodes.remove(node)
         self._blockers.pop(node, None)
 
-    # ------------------------------------------------------------------ lookup
+    # Section: lookup
 
     def find(self, name: str) -> BlockNode | None:
         """The node called ``name`` (generated names included), or None."""
@@ -198,7 +183,7 @@ class BlockGraph:
         """bdrv_is_root_node: only BlockBackends above it (mirror wants that)."""
         return all(edge.kind is EdgeKind.BACKEND for edge in node.parents)
 
-    # ------------------------------------------------------------------ blockdev-add
+    # Section: blockdev-add
 
     def add(self, options: dict[str, Any]) -> BlockNode:
         """blockdev-add: open ``options`` (QMP wire form) and its inline children.
@@ -258,10 +243,7 @@ class BlockGraph:
     def _open(self, options: dict[str, Any], inherited: CommonOptions | None,
               context: _AddContext) -> BlockNode:
         """bdrv_open_inherit + bdrv_open_common for one node (recursively)."""
-        driver = options["driver"]
-        cls = DRIVERS.get(driver)
-        if cls is None:
-            raise QMPError(f"Unknown driver '{driver}'")
+        cls = self.formats.node_class(options["driver"])
         common = self._common(options, inherited)
         node = cls(options, common)
 
@@ -300,7 +282,7 @@ class BlockGraph:
             return self.lookup(ref)
         return self._open(ref, parent, context)
 
-    # ------------------------------------------------------------------ blockdev-del
+    # Section: blockdev-del
 
     def delete(self, node_name: str) -> None:
         """blockdev-del, with qmp_blockdev_del's checks in its order."""
@@ -335,13 +317,13 @@ class BlockGraph:
         self._by_name.clear()
         self._blockers.clear()
 
-    # ------------------------------------------------------------------ queries
+    # Section: queries
 
     def query_named_block_nodes(self, flat: bool = False) -> list[dict[str, Any]]:
         """query-named-block-nodes: every node, most recently created first."""
         return [node.info(flat) for node in reversed(self._nodes)]
 
-    # ------------------------------------------------------------------ op blockers
+    # Section: op blockers
 
     def block_ops(self, node: BlockNode, reason: str,
                   exempt: frozenset[str] = frozenset()) -> OpBlocker:
@@ -364,7 +346,7 @@ class BlockGraph:
     def is_blocked(self, node: BlockNode, op: str = "") -> bool:
         return any(op not in b.exempt for b in self._blockers.get(node, ()))
 
-    # ------------------------------------------------------------------ permissions
+    # Section: permissions
 
     def acquire(self, node: BlockNode | str, user: str, write: bool, *,
                 child_name: str = "root", share_write: bool | None = None,
@@ -459,17 +441,16 @@ class BlockGraph:
                 edge.perm, edge.shared = nperm, nshared
                 self._refresh(edge.node, changes)
 
-    # ------------------------------------------------------------------ job filters
+    # Section: job filters
 
     def insert_filter(self, format_name: str, child: BlockNode, *,
                       node_name: str | None = None,
                       file_perm: tuple[Perm, Perm] | None = None,
-                      take_parents: bool = True,
                       factory: Callable[[str], FilterNode] | None = None) -> FilterNode:
         """Put a job filter (copy-before-write, mirror_top, ...) above ``child``.
 
         The filter gets a generated name unless ``node_name`` is given, shows up in
-        queries, and with ``take_parents`` takes over ``child``'s node and backend
+        queries, and takes over ``child``'s node and backend
         parents (job edges stay, like QEMU's stay_at_node children).  ``file_perm``
         fixes what the filter needs on ``child``; None passes its parents' perms
         through.  Raises QMPError (jobs prefix "Could not create node: ").
@@ -486,13 +467,12 @@ class BlockGraph:
         except BaseException:
             self._forget(node)
             raise
-        if take_parents:
-            try:
-                self._move_parents(child, node, exclude=edge)
-            except BaseException:
-                self._detach(edge)
-                self._forget(node)
-                raise
+        try:
+            self._move_parents(child, node, exclude=edge)
+        except BaseException:
+            self._detach(edge)
+            self._forget(node)
+            raise
         return node
 
     def remove_filter(self, node: BlockNode) -> None:

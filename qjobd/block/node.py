@@ -19,11 +19,12 @@ import errno
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
+import attrs
+
+from qjobd import qjson
 from qjobd.block import _host
-from qjobd.block._qdict import qobject_to_json
 from qjobd.block.dirty import DirtyBitmap
 from qjobd.qdict import iteration_order
 
@@ -77,7 +78,7 @@ class EdgeKind(enum.Enum):
     BACKEND = "backend"
 
 
-@dataclass(eq=False)
+@attrs.define(eq=False)
 class Edge:
     """One parent's use of a node: QEMU's BdrvChild.
 
@@ -97,7 +98,7 @@ class Edge:
     fixed: tuple[Perm, Perm] | None = None
 
 
-@dataclass
+@attrs.define
 class CommonOptions:
     """The BlockdevOptions base members after QEMU's inheritance rules."""
 
@@ -152,8 +153,6 @@ class BlockNode:
         self.parents: list[Edge] = []
         self.monitor_owned = False
         self.closed = False
-        #: Job layer hook: returns BlockDirtyInfo dicts for "dirty-bitmaps".
-        self.dirty_bitmaps_info: Callable[[], list[dict[str, Any]]] | None = None
         #: Bitmaps marked by every write to this node, newest first (a tuple, so
         #: writer threads iterate a snapshot while the event loop adds or removes).
         self.dirty_bitmaps: tuple[DirtyBitmap, ...] = ()
@@ -161,7 +160,7 @@ class BlockNode:
         self._flushed_gen = 0
         self._gen_lock = threading.Lock()
 
-    # ------------------------------------------------------------------ identity
+    # Section: identity
 
     @property
     def driver(self) -> str:
@@ -192,7 +191,7 @@ class BlockNode:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.node_name!r} drv={self.format_name}>"
 
-    # ------------------------------------------------------------------ driver hooks
+    # Section: driver hooks
 
     def open(self, open_child: Callable[[str], BlockNode]) -> None:
         """Driver open, run after the node got its name.
@@ -259,7 +258,7 @@ class BlockNode:
         filtered = self.filtered
         return filtered._get_info_ok() if filtered else False
 
-    # ------------------------------------------------------------------ public I/O
+    # Section: public I/O
 
     def length(self) -> int:
         """Virtual size in bytes, rounded up to 512 like bdrv_getlength."""
@@ -314,7 +313,7 @@ class BlockNode:
         """Where byte ``offset`` of this node lives in its primary child."""
         return offset
 
-    # ------------------------------------------------------------------ dirty bitmaps
+    # Section: dirty bitmaps
 
     def add_dirty_bitmap(self, bitmap: DirtyBitmap) -> None:
         """Have every later write to this node mark ``bitmap`` (see block/dirty.py)."""
@@ -424,7 +423,7 @@ class BlockNode:
             self.closed = True
             self._close()
 
-    # ------------------------------------------------------------------ filenames
+    # Section: filenames
 
     def _strong_runtime_options(self) -> tuple[dict[str, Any], bool]:
         """QEMU's append_strong_runtime_options: (options dict, any besides driver/filename)."""
@@ -475,9 +474,9 @@ class BlockNode:
         exact = self.exact_filename()
         if exact:
             return exact
-        return "json:" + qobject_to_json(self.full_open_options())
+        return "json:" + qjson.encode(self.full_open_options())
 
-    # ------------------------------------------------------------------ query
+    # Section: query
 
     def image_info(self) -> dict[str, Any]:
         """ImageInfo in schema member order (the encoder reorders keys itself)."""
@@ -525,13 +524,11 @@ class BlockNode:
             "write_threshold": 0,
         })
         bitmaps = [bitmap.info() for bitmap in self.dirty_bitmaps]
-        if self.dirty_bitmaps_info is not None:
-            bitmaps.extend(self.dirty_bitmaps_info())
         if bitmaps:
             info["dirty-bitmaps"] = bitmaps
         return info
 
-    # ------------------------------------------------------------------ perms
+    # Section: perms
 
     def cumulative_perms(self) -> tuple[Perm, Perm]:
         """(union of what parents need, intersection of what they share)."""

@@ -15,22 +15,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from qjobd.commands import CommandContext, handler
+from qjobd.commands.context import CommandContext
+from qjobd.commands.registry import handler
 
 
 @handler("blockdev-add")
 async def blockdev_add(context: CommandContext, arguments: Any) -> None:
-    options = context.daemon.model.unstructure("BlockdevOptions", arguments)
-    context.daemon.block.add(options)
+    options = context.services.model.unstructure("BlockdevOptions", arguments)
+    context.services.block.add(options)
 
 
 @handler("blockdev-del")
 async def blockdev_del(context: CommandContext, arguments: Any) -> None:
-    context.daemon.block.delete(arguments.node_name)
+    context.services.block.delete(arguments.node_name)
 
 
 @handler("query-named-block-nodes")
 async def query_named_block_nodes(context: CommandContext, arguments: Any) -> Any:
     flat = bool(arguments.flat)
-    nodes = context.daemon.block.query_named_block_nodes(flat)
-    return context.daemon.model.structure("BlockDeviceInfoList", nodes)
+    nodes = context.services.block.query_named_block_nodes(flat)
+    return context.services.model.structure("BlockDeviceInfoList", nodes)

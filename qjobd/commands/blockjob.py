@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from qjobd.commands import CommandContext, handler
+from qjobd.commands.context import CommandContext
+from qjobd.commands.registry import handler
 from qjobd.errors import DeviceNotActive, QMPError
 from qjobd.jobs.job import Job
 
 
 def find_block_job(context: CommandContext, device: str) -> Job:
-    job = context.daemon.jobs.find(device)
+    job = context.services.jobs.find(device)
     if job is None or not job.is_block_job:
         raise DeviceNotActive(f"Block job '{device}' not found")
     return job
@@ -32,7 +33,7 @@ async def block_job_cancel(context: CommandContext, arguments: Any) -> None:
     force = bool(arguments.force)
     if job.user_paused and not force:
         raise QMPError(f"The block job for device '{arguments.device}' is currently paused")
-    job.user_cancel(force=force)
+    context.services.jobs.user_cancel(job, force=force)
     await job.settle()
 
 
@@ -57,17 +58,16 @@ async def block_job_complete(context: CommandContext, arguments: Any) -> None:
 
 @handler("block-job-dismiss")
 async def block_job_dismiss(context: CommandContext, arguments: Any) -> None:
-    find_block_job(context, arguments.id).user_dismiss()
+    context.services.jobs.user_dismiss(find_block_job(context, arguments.id))
 
 
 @handler("block-job-finalize")
 async def block_job_finalize(context: CommandContext, arguments: Any) -> None:
-    find_block_job(context, arguments.id).user_finalize()
+    context.services.jobs.user_finalize(find_block_job(context, arguments.id))
 
 
 @handler("query-block-jobs")
 async def query_block_jobs(context: CommandContext, arguments: Any) -> Any:
-    # Newest first, like query-jobs.
-    jobs = [job.block_info() for job in reversed(context.daemon.jobs.jobs.values())
+    jobs = [job.block_info() for job in context.services.jobs.newest_first()
             if job.is_block_job]
-    return context.daemon.model.structure("BlockJobInfoList", jobs)
+    return context.services.model.structure("BlockJobInfoList", jobs)

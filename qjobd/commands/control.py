@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from qjobd import __version__
-from qjobd.commands import CommandContext, handler
+from qjobd.commands.arguments import value
+from qjobd.commands.context import CommandContext
+from qjobd.commands.registry import handler
 from qjobd.errors import CommandNotFound
 
 
@@ -19,31 +21,26 @@ def version_info() -> dict[str, Any]:
     }
 
 
-def wire_name(value: Any) -> str:
-    """The QAPI name of an enum value as the model hands it to handlers."""
-    return str(getattr(value, "value", value))
-
-
 @handler("qmp_capabilities")
 async def qmp_capabilities(context: CommandContext, arguments: Any) -> None:
     session = context.session
     if session.negotiated:
         raise CommandNotFound("Capabilities negotiation is already complete, command ignored")
     enable = getattr(arguments, "enable", None) or []
-    session.complete_negotiation(wire_name(capability) for capability in enable)
+    session.complete_negotiation(str(value(capability)) for capability in enable)
 
 
 @handler("query-version")
 async def query_version(context: CommandContext, arguments: Any) -> Any:
-    return context.daemon.model.structure("VersionInfo", version_info())
+    return context.services.model.structure("VersionInfo", version_info())
 
 
 @handler("query-commands")
 async def query_commands(context: CommandContext, arguments: Any) -> list[Any]:
-    command_info = context.daemon.model.py.CommandInfo
+    command_info = context.services.model.py.CommandInfo
     return [command_info(name=name) for name in context.session.command_names()]
 
 
 @handler("quit")
 async def quit_(context: CommandContext, arguments: Any) -> None:
-    context.daemon.request_exit()
+    context.services.request_exit()

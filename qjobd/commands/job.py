@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from qjobd.commands import CommandContext, handler
+from qjobd.commands.context import CommandContext
+from qjobd.commands.registry import handler
 from qjobd.errors import QMPError
 from qjobd.jobs.job import Job
 
 
 def find_job(context: CommandContext, job_id: str) -> Job:
     """The job called ``job_id``, or QEMU's error for job-* commands."""
-    job = context.daemon.jobs.find(job_id)
+    job = context.services.jobs.find(job_id)
     if job is None:
         raise QMPError("Job not found")
     return job
@@ -34,7 +35,7 @@ async def job_resume(context: CommandContext, arguments: Any) -> None:
 @handler("job-cancel")
 async def job_cancel(context: CommandContext, arguments: Any) -> None:
     job = find_job(context, arguments.id)
-    job.user_cancel(force=True)
+    context.services.jobs.user_cancel(job, force=True)
     await job.settle()
 
 
@@ -46,16 +47,15 @@ async def job_complete(context: CommandContext, arguments: Any) -> None:
 
 @handler("job-dismiss")
 async def job_dismiss(context: CommandContext, arguments: Any) -> None:
-    find_job(context, arguments.id).user_dismiss()
+    context.services.jobs.user_dismiss(find_job(context, arguments.id))
 
 
 @handler("job-finalize")
 async def job_finalize(context: CommandContext, arguments: Any) -> None:
-    find_job(context, arguments.id).user_finalize()
+    context.services.jobs.user_finalize(find_job(context, arguments.id))
 
 
 @handler("query-jobs")
 async def query_jobs(context: CommandContext, arguments: Any) -> Any:
-    # Newest first: QEMU links each new job at the head of its list.
-    jobs = reversed(context.daemon.jobs.jobs.values())
-    return context.daemon.model.structure("JobInfoList", [job.info() for job in jobs])
+    jobs = context.services.jobs.newest_first()
+    return context.services.model.structure("JobInfoList", [job.info() for job in jobs])

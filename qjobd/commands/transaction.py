@@ -3,7 +3,7 @@
 Every action is prepared first (its checks, graph changes and job, created but not
 started), in order; only when all are prepared do the jobs start.  If one fails to
 prepare, the jobs already created are cancelled newest first and the failure is the
-reply (see :func:`qjobd.commands.backup.perform`).  With ``completion-mode`` grouped
+reply (see :mod:`qjobd.commands.actions`).  With ``completion-mode`` grouped
 the jobs share one Transaction and complete or fail together.
 
 qjobd performs the actions ``blockdev-backup``, ``drive-backup`` and ``abort``.  The
@@ -19,16 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from qjobd.commands import CommandContext, handler
-from qjobd.commands.backup import (
-    Action,
-    perform,
-    prepare_blockdev_backup,
-    prepare_drive_backup,
-)
+from qjobd.commands.actions import Action, perform
+from qjobd.commands.backup import prepare_blockdev_backup, prepare_drive_backup
+from qjobd.commands.context import CommandContext
+from qjobd.commands.registry import handler
 from qjobd.errors import QMPError
 from qjobd.jobs.job import Job
-from qjobd.jobs.manager import Transaction
+from qjobd.jobs.transaction import Transaction
 
 
 def _abort(txn: Transaction | None) -> Job | None:

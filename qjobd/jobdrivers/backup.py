@@ -44,30 +44,29 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
+import attrs
 import trio
 
 from qjobd.block import (
     PERM_ALL,
-    PERM_NONE,
     BlockGraph,
     BlockNode,
     BlockStatus,
     CopyError,
-    EdgeKind,
     FilterNode,
-    OpBlocker,
     Perm,
-    Permission,
     copy_chunk,
 )
 from qjobd.block.node import Edge
 from qjobd.errors import QMPError
-from qjobd.jobs.job import Job, JobDriver
+from qjobd.jobdrivers.blockjob import BlockJobDriver, BlockJobOptions
+from qjobd.jobs.job import Job
 
 if TYPE_CHECKING:
-    from qjobd.jobs.manager import JobManager, Transaction
+    from qjobd.jobs.manager import JobManager
+    from qjobd.jobs.transaction import Transaction
 
 __all__ = [
     "CHUNK_SIZE",
@@ -325,38 +324,22 @@ class BackupFilter(FilterNode):
         super()._do_discard(offset, length)
 
 
+@attrs.frozen
 class BackupOptions:
-    """The BackupCommon arguments after QEMU's defaults."""
+    """A backup request (BackupCommon) after QEMU's defaults, built by the handler."""
 
-    def __init__(self, arguments: Any) -> None:
-        self.job_id: str = arguments.job_id if arguments.job_id is not None else ""
-        self.sync: str = arguments.sync.value
-        self.speed: int = arguments.speed or 0
-        self.bitmap: str | None = arguments.bitmap
-        self.bitmap_mode: str | None = (
-            arguments.bitmap_mode.value if arguments.bitmap_mode is not None else None
-        )
-        self.compress = bool(arguments.compress)
-        self.on_source_error = _enum_value(arguments.on_source_error, "report")
-        self.on_target_error = _enum_value(arguments.on_target_error, "report")
-        self.auto_finalize = arguments.auto_finalize is None or bool(arguments.auto_finalize)
-        self.auto_dismiss = arguments.auto_dismiss is None or bool(arguments.auto_dismiss)
-        self.filter_node_name: str | None = arguments.filter_node_name
-        perf = arguments.x_perf
-        self.use_copy_range = True
-        self.max_workers = DEFAULT_MAX_WORKERS
-        self.max_chunk = 0
-        if perf is not None:
-            if perf.use_copy_range is not None:
-                self.use_copy_range = bool(perf.use_copy_range)
-            if perf.max_workers is not None:
-                self.max_workers = perf.max_workers
-            if perf.max_chunk is not None:
-                self.max_chunk = perf.max_chunk
-
-
-def _enum_value(value: Any, default: str) -> str:
-    return default if value is None else str(value.value)
+    common: BlockJobOptions
+    sync: str
+    bitmap: str | None = None
+    bitmap_mode: str | None = None
+    compress: bool = False
+    filter_node_name: str | None = None
+    #: x-perf: copy with copy_file_range where the nodes allow it.
+    use_copy_range: bool = True
+    #: x-perf: QEMU's parallel workers; what is in flight after a failure.
+    max_workers: int = DEFAULT_MAX_WORKERS
+    #: x-perf: the largest chunk (0: no limit beyond CHUNK_SIZE).
+    max_chunk: int = 0
 
 
 def check_bitmap_options(options: BackupOptions) -> None:
@@ -386,7 +369,6 @@ def setup_backup(
     txn: Transaction | None = None,
     target_zeroed: bool = False,
     owns_target: bool = False,
-    request_id: Any = None,
 ) -> Job:
     """QEMU's backup_job_create: check, insert the filter, create the job (not started).
 
@@ -432,46 +414,34 @@ def setup_backup(
         copier = BackupCopier(source, target, chunks, target_zeroed=target_zeroed,
                               use_copy_range=options.use_copy_range)
         driver = BackupDriver(graph, cbw, copier, options, owns_target=owns_target)
-        job = jobs.create(
-            options.job_id, driver, txn=txn, auto_finalize=options.auto_finalize,
-            auto_dismiss=options.auto_dismiss, speed=options.speed, request_id=request_id,
-        )
+        job = driver.create_job(jobs, txn)
     except BaseException:
         graph.remove_filter(cbw)
         raise
     cbw.copier = copier
     # What block_job_add_bdrv does for the filter and the target: a reference that
     # needs nothing (so the nodes stay while the job lives) and an op blocker.
-    user = f"backup job '{job.id}'"
-    driver.references = [
-        graph.acquire(cbw, user, False, child_name="main node", perm=PERM_NONE,
-                      shared=PERM_ALL, kind=EdgeKind.JOB),
-        graph.acquire(target, user, False, child_name="target", perm=PERM_NONE,
-                      shared=PERM_ALL, kind=EdgeKind.JOB),
-    ]
-    driver.blockers = [graph.block_for_job(cbw, "backup"), graph.block_for_job(target, "backup")]
+    driver.claim(cbw, "main node")
+    driver.claim(target, "target")
+    driver.block(cbw)
+    driver.block(target)
     return job
 
 
-class BackupDriver(JobDriver):
+class BackupDriver(BlockJobDriver):
     """Runs one backup; see the module docstring."""
 
     job_type = "backup"
-    is_block_job = True
 
     def __init__(self, graph: BlockGraph, cbw: BackupFilter, copier: BackupCopier,
                  options: BackupOptions, *, owns_target: bool = False) -> None:
-        self.graph = graph
+        super().__init__(graph, options.common)
         self.owns_target = owns_target
         self.cbw = cbw
         self.copier = copier
         self.chunks = copier.chunks
         self.sync = options.sync
-        self.on_source_error = options.on_source_error
-        self.on_target_error = options.on_target_error
         self.max_workers = options.max_workers
-        self.blockers: list[OpBlocker] = []
-        self.references: list[Permission] = []
         self._cleaned = False
 
     # Section: the job's work
@@ -504,8 +474,7 @@ class BackupDriver(JobDriver):
             if failure is None:
                 break
             code = failure.errno or errno.EIO
-            action = self._error_action(failure.operation, code)
-            job.io_error(failure.operation, action, code)
+            action = self.on_io_error(job, failure.operation, code)
             if action == "report":
                 raise OSError(code, os.strerror(code))
             if action == "stop":
@@ -556,13 +525,6 @@ class BackupDriver(JobDriver):
     def _update_progress(self, job: Job) -> None:
         job.progress_update(self.chunks.done_bytes - job.progress_current)
 
-    def _error_action(self, operation: str, code: int) -> str:
-        """block_job_error_action: what the policy for this side says for ``code``."""
-        policy = self.on_source_error if operation == "read" else self.on_target_error
-        if policy in ("enospc", "auto"):
-            return "stop" if code == errno.ENOSPC else "report"
-        return policy
-
     # Section: completion
 
     def clean(self, job: Job) -> None:
@@ -571,9 +533,6 @@ class BackupDriver(JobDriver):
             return
         self._cleaned = True
         self._update_progress(job)  # what the filter copied since the last update
-        for blocker in self.blockers:
-            blocker.release()
-        for reference in self.references:
-            reference.release()
+        self.release_claims()
         self.cbw.copier = None
         self.graph.remove_filter(self.cbw)

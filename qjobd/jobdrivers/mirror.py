@@ -55,13 +55,12 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
+import attrs
 import trio
 
 from qjobd.block import (
-    PERM_ALL,
     PERM_NONE,
     BlockGraph,
     BlockNode,
@@ -74,7 +73,8 @@ from qjobd.block import (
 )
 from qjobd.block.dirty import DirtyBitmap, granularity_valid
 from qjobd.errors import QMPError
-from qjobd.jobs.job import Job, JobDriver, JobFailed
+from qjobd.jobdrivers.blockjob import BlockJobDriver, BlockJobOptions
+from qjobd.jobs.job import Job, JobFailed
 
 if TYPE_CHECKING:
     from qjobd.block.node import Edge
@@ -121,34 +121,21 @@ SOURCE_JOB_PERMS: Final = (
 REPLACE_BLOCKER_REASON: Final = "block device is in use by block-job-complete"
 
 
-@dataclass
+@attrs.frozen
 class MirrorOptions:
     """A mirror request after the command handler resolved its node names."""
 
+    common: BlockJobOptions
     source: BlockNode
     target: BlockNode
     sync: str
-    job_id: str | None = None
     replaces: str | None = None
-    speed: int = 0
     granularity: int = 0
     buf_size: int = 0
-    on_source_error: str = "report"
-    on_target_error: str = "report"
     filter_node_name: str | None = None
     copy_mode: str = "background"
-    auto_finalize: bool = True
-    auto_dismiss: bool = True
     #: drive-mirror opened the target for this job: close it when the job ends.
     implicit_target: bool = False
-    request_id: Any = None
-
-
-def error_action(policy: str, error_number: int | None) -> str:
-    """BlockdevOnError -> BlockErrorAction (block_job_error_action)."""
-    if policy in ("enospc", "auto"):
-        return "stop" if error_number == errno.ENOSPC else "report"
-    return policy
 
 
 def skip_filters(node: BlockNode) -> BlockNode:
@@ -191,7 +178,7 @@ def _set_read_only(node: BlockNode, read_only: bool) -> None:
 
 
 def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) -> Job:
-    """Check a mirror request, change the graph, create and start the job.
+    """Check a mirror request, change the graph, create the job (not started).
 
     The checks follow blockdev_mirror_common, mirror_start and mirror_start_job; a
     failure after the job was created dismisses it (``created`` then ``null``, as QSD
@@ -226,22 +213,17 @@ def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) ->
     driver.insert_filter()
     job: Job | None = None
     try:
-        job = jobs.create(
-            options.job_id if options.job_id is not None else "", driver,
-            auto_finalize=options.auto_finalize, auto_dismiss=options.auto_dismiss,
-            speed=options.speed, request_id=options.request_id,
-        )
+        job = driver.create_job(jobs)
         driver.attach(job)
     except BaseException:
         driver.undo_setup()
         if job is not None:
             jobs.discard_created(job)
         raise
-    jobs.start(job)
     return job
 
 
-class MirrorDriver(JobDriver):
+class MirrorDriver(BlockJobDriver):
     """See the module docstring."""
 
     job_type = "mirror"
@@ -249,7 +231,7 @@ class MirrorDriver(JobDriver):
 
     def __init__(self, graph: BlockGraph, options: MirrorOptions, *, sync: str,
                  granularity: int, buf_size: int) -> None:
-        self.graph = graph
+        super().__init__(graph, options.common)
         self.options = options
         self.source = options.source
         self.target = options.target
@@ -266,13 +248,10 @@ class MirrorDriver(JobDriver):
         self.top: BlockNode | None = None
         self._top_edge: Edge | None = None
         self._target_perm: Permission | None = None
-        self._perms: list[Permission] = []
-        self._blockers: list[OpBlocker] = []
         self._replace_blocker: OpBlocker | None = None
         self.to_replace: BlockNode | None = None
         self.should_complete = False
         self._prepared = False
-        self._attached = False
         self._cursor = 0
         self._idle = False
         self._job: Job | None = None
@@ -283,7 +262,7 @@ class MirrorDriver(JobDriver):
         """Nothing to copy up front: QEMU is ready before the command answers."""
         return self.sync == "none" or self.bitmap.length == 0
 
-    # ------------------------------------------------------------------ setup
+    # Section: setup
 
     def insert_filter(self) -> None:
         """bdrv_new_open_driver + bdrv_append: the filter above the source."""
@@ -297,30 +276,19 @@ class MirrorDriver(JobDriver):
         """The rest of mirror_start_job once the job exists; QMPError undoes nothing
         itself (the caller calls :meth:`undo_setup`)."""
         assert self.top is not None
-        graph = self.graph
-        user = f"mirror job '{job.id}'"
         self._job = job
-        main_perm, main_shared = MAIN_NODE_PERMS
-        self._perms.append(graph.acquire(
-            self.top, user, False, child_name="main node", perm=main_perm,
-            shared=main_shared, kind=EdgeKind.JOB))
-        self._blockers.append(graph.block_for_job(self.top, self.job_type))
+        self.claim(self.top, "main node", *MAIN_NODE_PERMS)
+        self.block(self.top)
         target_perm, target_shared = TARGET_PERMS
-        self._target_perm = graph.acquire(
+        self._target_perm = self.graph.acquire(
             self.target, "an unnamed block device", True, perm=target_perm,
             shared=target_shared, kind=EdgeKind.BACKEND)
-        source_perm, source_shared = SOURCE_JOB_PERMS
-        self._perms.append(graph.acquire(
-            self.source, user, False, child_name="source", perm=source_perm,
-            shared=source_shared, kind=EdgeKind.JOB))
-        self._blockers.append(graph.block_for_job(self.source, self.job_type))
-        self._perms.append(graph.acquire(
-            self.target, user, False, child_name="target", perm=PERM_NONE,
-            shared=PERM_ALL, kind=EdgeKind.JOB))
-        self._blockers.append(graph.block_for_job(self.target, self.job_type))
+        self.claim(self.source, "source", *SOURCE_JOB_PERMS)
+        self.block(self.source)
+        self.claim(self.target, "target")
+        self.block(self.target)
         self.source.add_dirty_bitmap(self.bitmap)
         self.bitmap.add_listener(self._on_write)
-        self._attached = True
 
     def undo_setup(self) -> None:
         """Take back everything setup did (a failed start)."""
@@ -334,17 +302,12 @@ class MirrorDriver(JobDriver):
         self.bitmap.remove_listener(self._on_write)
         if self._target_perm is not None:
             self._target_perm.release()
-        for permission in self._perms:
-            permission.release()
-        self._perms.clear()
-        for blocker in self._blockers:
-            blocker.release()
-        self._blockers.clear()
+        self.release_claims()
         if self._replace_blocker is not None:
             self._replace_blocker.release()
             self._replace_blocker = None
 
-    # ------------------------------------------------------------------ wake-ups
+    # Section: wake-ups
 
     def _on_write(self) -> None:
         """A write marked the bitmap (any thread): wake the job if it idles."""
@@ -359,7 +322,7 @@ class MirrorDriver(JobDriver):
         if self._idle and self._job is not None:
             self._job.kick()
 
-    # ------------------------------------------------------------------ the job
+    # Section: the job
 
     async def run(self, job: Job) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -457,11 +420,8 @@ class MirrorDriver(JobDriver):
         report: OSError | None = None
         actions = set()
         for operation, error in errors:
-            policy = (self.options.on_source_error if operation == "read"
-                      else self.options.on_target_error)
-            action = error_action(policy, error.errno)
+            action = self.on_io_error(job, operation, error.errno)
             actions.add(action)
-            job.io_error(operation, action, error.errno or errno.EIO)
             if action == "report" and report is None:
                 report = error
         if report is not None:
@@ -469,7 +429,7 @@ class MirrorDriver(JobDriver):
         if actions == {"ignore"}:
             await job.sleep(IGNORED_ERROR_DELAY)
 
-    # ------------------------------------------------------------------ verbs
+    # Section: verbs
 
     def complete(self, job: Job) -> None:
         """mirror_complete: pivot once in sync; the block-job-complete checks."""
@@ -490,7 +450,7 @@ class MirrorDriver(JobDriver):
         """Before ready every cancel is a forced one (mirror_cancel)."""
         return force or not job.is_ready
 
-    # ------------------------------------------------------------------ the end
+    # Section: the end
 
     def prepare(self, job: Job) -> None:
         if not self._exit(job, abort=False):

@@ -1,11 +1,17 @@
 """A job: one background operation following QEMU's job life cycle.
 
-A :class:`Job` is driven by two parties.  Its own trio task runs the
-:class:`JobDriver` (the data-moving part, in :mod:`qjobd.jobdrivers`) and, when the
-driver returns, the completion logic of its transaction.  QMP handlers call the
-``user_*`` verbs, which change flags and wake the task; they never run driver code
-themselves.  Every status change goes through :meth:`Job.transition`, which checks
-QEMU's table (:mod:`qjobd.jobs.fsm`) and emits ``JOB_STATUS_CHANGE``.
+A :class:`Job` owns its state: status, flags, progress, error.  Every change goes
+through one of its methods, and every status change through :meth:`Job._transition`,
+which checks QEMU's table (:mod:`qjobd.jobs.fsm`) and emits ``JOB_STATUS_CHANGE``.
+
+Three parties drive a job.  Its own trio task runs the :class:`JobDriver` (the
+data-moving part, in :mod:`qjobd.jobdrivers`) and then tells its
+:class:`JobOwner` that the work is over.  QMP handlers call the ``user_*`` verbs,
+which change flags and wake the task; they never run driver code themselves.  Its
+:class:`~qjobd.jobs.transaction.Transaction` walks it through completion
+(waiting, pending, finalization) with the ``enter_*``/``finalize``/``dismiss``
+methods.  The job knows neither the manager nor its transaction: it talks to the
+owner and to an :class:`~qjobd.jobs.events.EventSink`.
 
 Drivers cooperate at *pause points*: between chunks they call
 :meth:`Job.pause_point` (or :meth:`Job.rate_limit`, which sleeps as the speed
@@ -16,9 +22,10 @@ I/O runs in worker threads through :meth:`Job.run_io` and is never abandoned hal
 so a cancelled job leaves whole chunks behind.
 
 Flags, as in QEMU: ``pause_count`` counts pause requests (internal ones nest), the
-user's pause is the ``user_paused`` flag on top; ``cancelled`` with ``force_cancel``
-means the job must end with an error, ``cancelled`` alone (a soft cancel of a ready
-mirror) asks it to finish without completing its work.
+user's pause is the ``user_paused`` flag on top.  ``cancel_requested`` says a cancel
+arrived; with ``cancel_forced`` too (:attr:`Job.is_force_cancelled`) the job must end
+with an error, while a cancel request alone (a soft cancel of a ready mirror) asks it
+to finish without completing its work.
 """
 
 from __future__ import annotations
@@ -27,20 +34,17 @@ import errno
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import trio
 
 from qjobd.errors import QJobdError, QMPError
+from qjobd.jobs.events import EventSink
 from qjobd.jobs.fsm import JobStatus, JobVerb, check_transition, check_verb
 from qjobd.jobs.ratelimit import RateLimiter
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from qjobd.jobs.manager import JobManager, Transaction
-
-__all__ = ["Job", "JobDriver", "JobFailed"]
+__all__ = ["COMPLETED_STATUSES", "Job", "JobDriver", "JobFailed", "JobOwner"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +56,9 @@ COMPLETED_STATUSES = frozenset(
      JobStatus.NULL}
 )
 
+#: What a job that ended for a forced cancel reports (QEMU's ECANCELED text).
+CANCELED_ERROR = "Operation canceled"
+
 
 class JobFailed(QJobdError):
     """A driver's way to end its job with an error message (JobInfo.error)."""
@@ -59,6 +66,16 @@ class JobFailed(QJobdError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+
+class JobOwner(Protocol):
+    """Who a job reports to: the manager, which keeps jobs and their transactions."""
+
+    def job_finished(self, job: Job) -> None:
+        """The job's driver returned (or never ran): complete it with its transaction."""
+
+    def job_dismissed(self, job: Job) -> None:
+        """The job reached ``null``: forget it."""
 
 
 class JobDriver:
@@ -110,7 +127,8 @@ class Job:
 
     def __init__(
         self,
-        manager: JobManager,
+        owner: JobOwner,
+        events: EventSink,
         job_id: str,
         driver: JobDriver,
         *,
@@ -119,14 +137,15 @@ class Job:
         speed: int = 0,
         request_id: Any = None,
     ) -> None:
-        self.manager = manager
+        self._owner = owner
+        self.events = events
         self.id = job_id
         self.driver = driver
         self.auto_finalize = auto_finalize
         self.auto_dismiss = auto_dismiss
+        #: The ``id`` of the QMP request that created the job (None without one).
         self.request_id = request_id
         self.status = JobStatus.UNDEFINED
-        self.txn: Transaction | None = None
         #: Progress in bytes (or steps): current-progress / total-progress.
         self.progress_current = 0
         self.progress_total = 0
@@ -140,17 +159,17 @@ class Job:
         self.user_paused = False
         self.paused = False
         self.busy = False
-        self.cancelled = False
-        self.force_cancel = False
-        #: True once run() has returned (QEMU's deferred_to_main_loop).
-        self.deferred = False
+        self.cancel_requested = False
+        self.cancel_forced = False
+        #: True once the driver's run() is over or can no longer start (QEMU's
+        #: deferred_to_main_loop): what is left is completion.
+        self.run_finished = False
         self.started = False
         self.created_at = time.time()
         self.finished_at: float | None = None
         self._scope = trio.CancelScope()
         self._kick = trio.Event()
         self._settled = trio.Event()
-        self._work_done = trio.Event()
 
     def __repr__(self) -> str:
         return f"<Job {self.id!r} {self.driver.job_type} {self.status.value}>"
@@ -165,13 +184,11 @@ class Job:
 
     # Section: status
 
-    def transition(self, status: JobStatus) -> None:
+    def _transition(self, status: JobStatus) -> None:
         """Move to ``status``; QEMU's table is asserted and real changes announced."""
         if check_transition(self.status, status):
             self.status = status
-            self.manager.events.emit(
-                "JOB_STATUS_CHANGE", {"id": self.id, "status": status.value}
-            )
+            self.events.emit("JOB_STATUS_CHANGE", {"id": self.id, "status": status.value})
 
     def check_verb(self, verb: JobVerb) -> None:
         check_verb(self.id, self.status, verb)
@@ -185,13 +202,9 @@ class Job:
         return self.status in (JobStatus.READY, JobStatus.STANDBY)
 
     @property
-    def is_cancelled(self) -> bool:
-        """Cancelled for real: the job must end with an error."""
-        return self.cancelled and self.force_cancel
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self.cancelled
+    def is_force_cancelled(self) -> bool:
+        """Cancelled for real (QEMU's job_is_cancelled): the job must end with an error."""
+        return self.cancel_requested and self.cancel_forced
 
     # Section: progress
 
@@ -201,29 +214,26 @@ class Job:
     def progress_set_remaining(self, remaining: int) -> None:
         self.progress_total = self.progress_current + remaining
 
-    def progress_increase_remaining(self, delta: int) -> None:
-        self.progress_total += delta
-
     # Section: used by drivers inside run()
 
     async def pause_point(self) -> None:
         """Stop here while paused; raises trio.Cancelled once force-cancelled."""
         await trio.lowlevel.checkpoint()
-        if self.pause_count <= 0 or self.is_cancelled:
+        if self.pause_count <= 0 or self.is_force_cancelled:
             return
         previous = self.status
-        self.transition(JobStatus.STANDBY if previous == JobStatus.READY else JobStatus.PAUSED)
+        self._transition(JobStatus.STANDBY if previous == JobStatus.READY else JobStatus.PAUSED)
         self.paused = True
         try:
-            while self.pause_count > 0 and not self.is_cancelled:
+            while self.pause_count > 0 and not self.is_force_cancelled:
                 await self._wait_for_kick()
         finally:
             self.paused = False
-            self.transition(previous)
+            self._transition(previous)
 
     async def sleep(self, seconds: float) -> None:
         """Sleep up to ``seconds``; a verb (pause, cancel, new speed) cuts it short."""
-        if seconds > 0 and not self.is_cancelled and self.pause_count <= 0:
+        if seconds > 0 and not self.is_force_cancelled and self.pause_count <= 0:
             with trio.move_on_after(seconds):
                 await self._wait_for_kick()
         await self.pause_point()
@@ -234,12 +244,12 @@ class Job:
         while True:
             delay = self.limiter.delay(trio.current_time())
             await self.sleep(delay)
-            if not delay or self.is_cancelled:
+            if not delay or self.is_force_cancelled:
                 return
 
     async def yield_until_kicked(self) -> None:
         """Idle until a verb or :meth:`kick` wakes the job (a ready mirror waits so)."""
-        if not self.is_cancelled and self.pause_count <= 0:
+        if not self.is_force_cancelled and self.pause_count <= 0:
             await self._wait_for_kick()
         await self.pause_point()
 
@@ -254,9 +264,21 @@ class Job:
 
     def transition_to_ready(self) -> None:
         """The job converged (mirror): announce it and wait for complete or cancel."""
-        self.transition(JobStatus.READY)
+        self._transition(JobStatus.READY)
         if self.is_block_job:
-            self.manager.events.emit("BLOCK_JOB_READY", self.block_event_data())
+            self.events.emit("BLOCK_JOB_READY", self.block_event_data())
+
+    def io_error(self, operation: str, action: str, error_number: int) -> None:
+        """Report an I/O error as QEMU's block_job_error_action does."""
+        self.events.emit(
+            "BLOCK_JOB_ERROR", {"device": self.id, "operation": operation, "action": action}
+        )
+        if action == "stop":
+            if not self.user_paused:
+                self.pause()
+                self.user_paused = True
+            if self.io_status == "ok":
+                self.io_status = "nospace" if error_number == errno.ENOSPC else "failed"
 
     def kick(self) -> None:
         """Wake the job's task if it is waiting at a pause point or sleeping."""
@@ -273,6 +295,17 @@ class Job:
         await kick.wait()
 
     # Section: the job's own task
+
+    def enter_created(self) -> None:
+        """Registered with the manager, not started yet."""
+        self._transition(JobStatus.CREATED)
+
+    def mark_started(self) -> None:
+        """The manager is about to run :meth:`main` (QEMU's job_start)."""
+        assert not self.started
+        self.started = True
+        self.pause_count -= 1
+        self._transition(JobStatus.RUNNING)
 
     async def main(self) -> None:
         """The job's task: run the driver, then complete (QEMU's job_co_entry/job_exit)."""
@@ -291,9 +324,8 @@ class Job:
                 logger.exception("job %s failed unexpectedly", self.id)
                 failure = f"internal error: {error!r}"
         if failure is not None:
-            self.failed = True
-            self.error = failure
-        self.deferred = True
+            self._fail(failure)
+        self.run_finished = True
         self.busy = False
         self.finished_at = time.time()
         if self.driver.defer_exit:
@@ -303,11 +335,14 @@ class Job:
             with trio.CancelScope(shield=True):
                 await trio.lowlevel.checkpoint()
                 await trio.lowlevel.checkpoint()
-        self._work_done.set()
-        self.manager.job_completed(self)
+        self._owner.job_finished(self)
         self._settled.set()
 
-    # Section: user verbs (QMP handlers call these)
+    def _fail(self, message: str) -> None:
+        self.failed = True
+        self.error = message
+
+    # Section: user verbs that only concern this job (QMP handlers call these)
 
     async def settle(self) -> None:
         """Give a woken job the chance to react before the command replies.
@@ -316,7 +351,7 @@ class Job:
         follow (``paused``, ``aborting``...) precede the command's reply.  A job busy
         in a worker thread reacts later, as in QEMU.
         """
-        if not self.busy and not self.deferred:
+        if not self.busy and not self.run_finished:
             with trio.move_on_after(1.0):
                 await self._settled.wait()
 
@@ -364,19 +399,7 @@ class Job:
             raise QMPError(f"The active block job '{self.id}' cannot be completed")
         self.driver.complete(self)
 
-    def user_cancel(self, force: bool) -> None:
-        self.check_verb(JobVerb.CANCEL)
-        self.manager.cancel(self, force)
-
-    def user_finalize(self) -> None:
-        self.check_verb(JobVerb.FINALIZE)
-        self.manager.finalize(self)
-
-    def user_dismiss(self) -> None:
-        self.check_verb(JobVerb.DISMISS)
-        self.manager.dismiss(self)
-
-    # Section: cancellation internals
+    # Section: cancellation and completion (the manager and the transaction call these)
 
     def cancel_async(self, force: bool) -> None:
         """Mark the job cancelled and make its task notice (QEMU's job_cancel_async)."""
@@ -385,15 +408,85 @@ class Job:
             self.user_paused = False
             assert self.pause_count > 0
             self.pause_count -= 1
-        if force or not self.deferred:
-            self.cancelled = True
-            self.force_cancel |= force
-        if self.is_cancelled:
+        if force or not self.run_finished:
+            self.cancel_requested = True
+            self.cancel_forced |= force
+        if self.is_force_cancelled:
             self._scope.cancel()
         self.kick()
 
-    async def wait_work_done(self) -> None:
-        await self._work_done.wait()
+    def finish_unstarted(self) -> None:
+        """A job that never started (its transaction failed) has no run to wait for."""
+        assert not self.started
+        self.run_finished = True
+
+    def settle_result(self) -> None:
+        """QEMU's job_update_rc: a forced cancel is a failure; failures go aborting."""
+        if not self.failed and self.is_force_cancelled:
+            self._fail(CANCELED_ERROR)
+        if self.failed:
+            self._transition(JobStatus.ABORTING)
+
+    def enter_waiting(self) -> None:
+        """Done and successful; the other members of the transaction may not be."""
+        self._transition(JobStatus.WAITING)
+
+    def enter_pending(self) -> None:
+        """Every member is done: waiting for finalization (automatic or the client's)."""
+        self._transition(JobStatus.PENDING)
+        if not self.auto_finalize and self.is_block_job:
+            self.events.emit("BLOCK_JOB_PENDING", {"type": self.type, "id": self.id})
+
+    def prepare(self) -> bool:
+        """Run the driver's prepare (QEMU's job_prepare); False when the job failed."""
+        if self.failed:
+            return False
+        try:
+            self.driver.prepare(self)
+        except JobFailed as error:
+            self._fail(error.message)
+            self.settle_result()
+            return False
+        return True
+
+    def finalize(self) -> None:
+        """Commit or abort, clean up, announce the outcome, conclude (job_finalize_single).
+
+        A job that was never started was never announced either: it goes straight to
+        ``null`` after ``concluded``.
+        """
+        assert self.is_completed
+        self.settle_result()
+        try:
+            if self.failed:
+                self.driver.abort(self)
+            else:
+                self.driver.commit(self)
+        except Exception:
+            logger.exception("job %s: %s failed", self.id, "abort" if self.failed else "commit")
+        try:
+            self.driver.clean(self)
+        except Exception:
+            logger.exception("job %s: clean failed", self.id)
+        if self.started and self.is_block_job:
+            if self.is_force_cancelled:
+                self.events.emit("BLOCK_JOB_CANCELLED", self.block_event_data())
+            else:
+                data = self.block_event_data()
+                if self.failed and self.error is not None:
+                    data["error"] = self.error
+                self.events.emit("BLOCK_JOB_COMPLETED", data)
+        self._transition(JobStatus.CONCLUDED)
+        if self.auto_dismiss or not self.started:
+            self.dismiss()
+
+    def dismiss(self) -> None:
+        """Go to ``null`` and be forgotten (QEMU's job_do_dismiss)."""
+        self.busy = False
+        self.paused = False
+        self.run_finished = True
+        self._transition(JobStatus.NULL)
+        self._owner.job_dismissed(self)
 
     # Section: what queries and events show
 
@@ -431,6 +524,7 @@ class Job:
         return result
 
     def block_event_data(self) -> dict[str, Any]:
+        """The members BLOCK_JOB_COMPLETED, _CANCELLED and _READY share."""
         return {
             "type": self.type,
             "device": self.id,
@@ -438,15 +532,3 @@ class Job:
             "offset": self.progress_current,
             "speed": self.speed,
         }
-
-    def io_error(self, operation: str, action: str, error_number: int) -> None:
-        """Report an I/O error as QEMU's block_job_error_action does."""
-        self.manager.events.emit(
-            "BLOCK_JOB_ERROR", {"device": self.id, "operation": operation, "action": action}
-        )
-        if action == "stop":
-            if not self.user_paused:
-                self.pause()
-                self.user_paused = True
-            if self.io_status == "ok":
-                self.io_status = "nospace" if error_number == errno.ENOSPC else "failed"

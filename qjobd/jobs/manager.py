@@ -1,72 +1,39 @@
-"""The job manager: every job, the nursery they run in, and transaction completion.
+"""The job manager: every job by id, the nursery they run in, and the verbs that
+reach beyond one job (cancel, finalize, dismiss).
 
 Jobs belong to the daemon, not to the client that started them: they run in the
-manager's nursery, so a client may disconnect while its backup goes on.
-
-Completion follows QEMU's ``job.c``.  When a job's driver returns, the job either
-failed (or was cancelled) and *aborts its whole transaction* — every other member is
-force-cancelled, waited for, and finalized with it — or it succeeded and *waits*
-until every member has succeeded, after which all move to ``pending`` and, unless
-one of them wants manual finalization, are finalized: each job's ``prepare`` runs,
-then ``commit`` (or ``abort`` when a prepare failed) and ``clean``, the BLOCK_JOB_*
-event, ``concluded``, and ``null`` when auto-dismiss is on.  A job started on its own
-gets a transaction of one.
+manager's nursery, so a client may disconnect while its backup goes on.  The manager
+is each job's :class:`~qjobd.jobs.job.JobOwner`: it hands a finished job to its
+:class:`~qjobd.jobs.transaction.Transaction` and forgets a dismissed one.
 """
 
 from __future__ import annotations
 
 import logging
-import string
 from typing import TYPE_CHECKING, Any
 
 from qjobd.errors import QMPError
-from qjobd.jobs.fsm import JobStatus
-from qjobd.jobs.job import Job, JobDriver, JobFailed
+from qjobd.ids import id_wellformed
+from qjobd.jobs.events import EventSink
+from qjobd.jobs.fsm import JobStatus, JobVerb
+from qjobd.jobs.job import Job, JobDriver
+from qjobd.jobs.transaction import Transaction
 
 if TYPE_CHECKING:
     import trio
 
-    from qjobd.server.events import EventBus
-
-__all__ = ["JobManager", "Transaction", "id_wellformed"]
+__all__ = ["JobManager"]
 
 logger = logging.getLogger(__name__)
-
-_ID_CHARS = frozenset(string.ascii_letters + string.digits + "-._")
-
-
-def id_wellformed(identifier: str) -> bool:
-    """QEMU's rule for ids: a letter, then letters, digits, '-', '.', '_'."""
-    return (
-        bool(identifier)
-        and identifier[0] in string.ascii_letters
-        and all(char in _ID_CHARS for char in identifier)
-    )
-
-
-class Transaction:
-    """Jobs that complete together (QEMU's JobTxn)."""
-
-    def __init__(self) -> None:
-        #: Newest first, as QEMU links them; abort and finalize walk this order.
-        self.jobs: list[Job] = []
-        self.aborting = False
-
-    def add(self, job: Job) -> None:
-        self.jobs.insert(0, job)
-        job.txn = self
-
-    def remove(self, job: Job) -> None:
-        if job in self.jobs:
-            self.jobs.remove(job)
 
 
 class JobManager:
     """Owns every job, in creation order, by id."""
 
-    def __init__(self, events: EventBus) -> None:
+    def __init__(self, events: EventSink) -> None:
         self.events = events
         self.jobs: dict[str, Job] = {}
+        self._transactions: dict[Job, Transaction] = {}
         self._nursery: trio.Nursery | None = None
 
     def attach(self, nursery: trio.Nursery) -> None:
@@ -75,6 +42,10 @@ class JobManager:
 
     def find(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)
+
+    def newest_first(self) -> list[Job]:
+        """Every job, newest first: QEMU links each new job at the head of its list."""
+        return list(reversed(self.jobs.values()))
 
     # Section: creating and starting
 
@@ -103,12 +74,14 @@ class JobManager:
         """
         self.check_new_id(job_id)
         job = Job(
-            self, job_id, driver, auto_finalize=auto_finalize, auto_dismiss=auto_dismiss,
-            speed=max(speed, 0), request_id=request_id,
+            self, self.events, job_id, driver, auto_finalize=auto_finalize,
+            auto_dismiss=auto_dismiss, speed=max(speed, 0), request_id=request_id,
         )
         self.jobs[job_id] = job
-        (txn or Transaction()).add(job)
-        job.transition(JobStatus.CREATED)
+        txn = txn or Transaction()
+        txn.add(job)
+        self._transactions[job] = txn
+        job.enter_created()
         if speed < 0:
             # QEMU creates the job before it checks the speed: created, then null.
             self.discard_created(job)
@@ -117,161 +90,57 @@ class JobManager:
 
     def start(self, job: Job) -> None:
         assert self._nursery is not None, "job manager is not serving"
-        assert not job.started
-        job.started = True
-        job.pause_count -= 1
-        job.transition(JobStatus.RUNNING)
+        job.mark_started()
         self._nursery.start_soon(job.main, name=f"job {job.id}")
 
     def discard_created(self, job: Job) -> None:
-        """Drop a job that was created but never started (a failed transaction)."""
+        """Drop a job that was created but never started (a failed setup)."""
         assert job.status == JobStatus.CREATED
-        self._dismiss(job)
+        job.dismiss()
 
-    # Section: completion (runs in the finishing job's task)
+    # Section: JobOwner
 
-    def job_completed(self, job: Job) -> None:
-        """The driver returned: fail the transaction or wait for its other members."""
-        assert job.txn is not None
-        assert not job.is_completed
-        self._update_result(job)
-        if job.failed:
-            self._abort_transaction(job)
-        else:
-            self._transaction_success(job)
+    def job_finished(self, job: Job) -> None:
+        self._transactions[job].job_completed(job)
 
-    def _update_result(self, job: Job) -> None:
-        if not job.failed and job.is_cancelled:
-            job.failed = True
-            job.error = "Operation canceled"
-        if job.failed:
-            job.transition(JobStatus.ABORTING)
+    def job_dismissed(self, job: Job) -> None:
+        txn = self._transactions.pop(job, None)
+        if txn is not None:
+            txn.remove(job)
+        if self.jobs.get(job.id) is job:
+            del self.jobs[job.id]
 
-    def _transaction_success(self, job: Job) -> None:
-        txn = job.txn
-        assert txn is not None
-        job.transition(JobStatus.WAITING)
-        if not all(other.is_completed for other in txn.jobs):
-            return
-        for other in list(txn.jobs):
-            other.transition(JobStatus.PENDING)
-            if not other.auto_finalize and other.is_block_job:
-                self.events.emit("BLOCK_JOB_PENDING", {"type": other.type, "id": other.id})
-        if all(other.auto_finalize for other in txn.jobs):
-            self._finalize_transaction(job)
+    # Section: verbs that involve the transaction
 
-    def _abort_transaction(self, job: Job) -> None:
-        txn = job.txn
-        assert txn is not None
-        if txn.aborting:
-            return  # another member is aborting us all
-        txn.aborting = True
-        for other in txn.jobs:
-            if other is not job:
-                other.cancel_async(force=True)
-        self._finalize_aborted(txn)
+    def user_cancel(self, job: Job, *, force: bool) -> None:
+        """job-cancel and block-job-cancel (QEMU's job_user_cancel)."""
+        job.check_verb(JobVerb.CANCEL)
+        self.cancel(job, force=force)
 
-    def _finalize_aborted(self, txn: Transaction) -> None:
-        """Finalize the members newest first, as QEMU's job_completed_txn_abort does.
-
-        A member still running (it was force-cancelled) is waited for before it and
-        the members after it are finalized, so the ones already done conclude first.
-        A member that was never started has nothing to wait for.
-        """
-        while txn.jobs:
-            other = txn.jobs[0]
-            if not other.is_completed:
-                if other.started:
-                    assert self._nursery is not None
-                    self._nursery.start_soon(
-                        self._finalize_aborted_after, other, txn, name="transaction abort"
-                    )
-                    return
-                other.deferred = True
-                self._update_result(other)
-            self._finalize_single(other)
-
-    async def _finalize_aborted_after(self, job: Job, txn: Transaction) -> None:
-        await job.wait_work_done()
-        self._finalize_aborted(txn)
-
-    def _finalize_transaction(self, job: Job) -> None:
-        txn = job.txn
-        assert txn is not None
-        for other in list(txn.jobs):
-            if other.failed:
-                continue
-            try:
-                other.driver.prepare(other)
-            except JobFailed as error:
-                other.failed = True
-                other.error = error.message
-                self._update_result(other)
-        if any(other.failed for other in txn.jobs):
-            self._abort_transaction(job)
-            return
-        for other in list(txn.jobs):
-            self._finalize_single(other)
-
-    def _finalize_single(self, job: Job) -> None:
-        """Commit or abort one job, announce the outcome, conclude it."""
-        assert job.is_completed
-        self._update_result(job)
-        try:
-            if job.failed:
-                job.driver.abort(job)
-            else:
-                job.driver.commit(job)
-        except Exception:
-            logger.exception("job %s: %s failed", job.id, "abort" if job.failed else "commit")
-        try:
-            job.driver.clean(job)
-        except Exception:
-            logger.exception("job %s: clean failed", job.id)
-        if job.started and job.is_block_job:
-            if job.is_cancelled:
-                self.events.emit("BLOCK_JOB_CANCELLED", job.block_event_data())
-            else:
-                data = job.block_event_data()
-                if job.failed and job.error is not None:
-                    data["error"] = job.error
-                self.events.emit("BLOCK_JOB_COMPLETED", data)
-        if job.txn is not None:
-            job.txn.remove(job)
-        job.transition(JobStatus.CONCLUDED)
-        if job.auto_dismiss or not job.started:
-            self._dismiss(job)
-
-    # Section: verbs needing the manager
-
-    def cancel(self, job: Job, force: bool) -> None:
-        """QEMU's job_cancel: the caller checked the verb."""
+    def cancel(self, job: Job, *, force: bool) -> None:
+        """QEMU's job_cancel: also used on the jobs of a transaction that failed."""
         if job.status == JobStatus.CONCLUDED:
-            self._dismiss(job)
+            job.dismiss()
             return
         job.cancel_async(force)
+        txn = self._transactions[job]
         if not job.started:
             # Never started (a transaction that failed to prepare): nothing runs.
-            job.deferred = True
-            self.job_completed(job)
-        elif job.deferred and job.is_cancelled:
+            job.finish_unstarted()
+            txn.job_completed(job)
+        elif job.run_finished and job.is_force_cancelled:
             # Its work is over (waiting or pending): abort the transaction now.
-            self._abort_transaction(job)
+            txn.abort(job)
 
-    def finalize(self, job: Job) -> None:
-        self._finalize_transaction(job)
+    def user_finalize(self, job: Job) -> None:
+        """job-finalize: finalize the whole transaction of a pending job."""
+        job.check_verb(JobVerb.FINALIZE)
+        self._transactions[job].finalize(job)
 
-    def dismiss(self, job: Job) -> None:
-        self._dismiss(job)
-
-    def _dismiss(self, job: Job) -> None:
-        if job.txn is not None:
-            job.txn.remove(job)
-        job.busy = False
-        job.paused = False
-        job.deferred = True
-        job.transition(JobStatus.NULL)
-        self.jobs.pop(job.id, None)
+    def user_dismiss(self, job: Job) -> None:
+        """job-dismiss: forget a concluded job."""
+        job.check_verb(JobVerb.DISMISS)
+        job.dismiss()
 
     def cancel_all(self) -> None:
         """Force-cancel every running job (daemon shutdown)."""

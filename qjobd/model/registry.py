@@ -13,7 +13,7 @@ and use it for every request::
     result = await handler(ctx, args)   # args: an attrs instance, or None
     reply = model.unstructure_return(call.command, result)   # {} when no 'returns'
 
-    data = model.unstructure_event("JOB_STATUS_CHANGE", event_data)  # None: no 'data'
+    data = model.event_data("JOB_STATUS_CHANGE", {"id": "j", "status": "running"})
 
 **Handlers** receive the structured argument object: for ordinary commands an instance
 of the implicit argument class (``job-pause`` -> ``JobPauseArgs`` with attribute
@@ -109,6 +109,8 @@ class EventInfo:
     features: tuple[str, ...]
     #: ``f(data)`` -> the JSON-ready ``data`` member, or None to leave it out.
     unstructure: Callable[[Any], Any] = attrs.field(repr=False)
+    #: ``f(dict)`` -> the data object; raises ArgumentError when it does not fit.
+    structure: Callable[[dict[str, Any]], Any] = attrs.field(repr=False)
 
 
 def _features(entity: Entity) -> tuple[str, ...]:
@@ -206,6 +208,7 @@ class Model:
     def _event(self, ev: Event) -> EventInfo:
         data_cls: type[QAPIStruct] | None = None
         unstructure: Callable[[Any], Any] = _no_data
+        structure: Callable[[dict[str, Any]], Any] = _no_args
         if ev.arg_type is not None:
             node = self._node(ev.arg_type)
             if not isinstance(node, ObjectNode):
@@ -213,15 +216,17 @@ class Model:
             if ev.boxed or node.members or node.is_union:
                 data_cls = node.py_type
                 unstructure = self._conv.unstructurer(node)
+                structure = self._conv.object_visitor(node)
         return EventInfo(
             name=ev.name,
             data_type=data_cls,
             boxed=ev.boxed,
             features=_features(ev),
             unstructure=unstructure,
+            structure=structure,
         )
 
-    # -- the calls dispatch makes ----------------------------------------------------
+    # Section: the calls dispatch makes
 
     def structure_args(self, command: str, arguments: Mapping[str, Any] | None) -> Any:
         """Structure a request's ``arguments`` (None when the member was absent).
@@ -257,7 +262,22 @@ class Model:
         except RecursionError:
             return _deep(fn, data)
 
-    # -- helpers for handlers and tests ----------------------------------------------
+    def event_data(self, event: str, data: Mapping[str, Any] | None) -> Any:
+        """The ``data`` member of ``event`` built from ``data`` through the event's
+        schema type (None when the event has none).
+
+        :raises ModelError: unknown event, or ``data`` does not fit its type: a bug
+            in whoever emits it, never the client's doing.
+        """
+        info = self.events.get(event)
+        if info is None:
+            raise ModelError(f"event {event} is not in the schema")
+        try:
+            return info.unstructure(info.structure(dict(data or {})))
+        except ArgumentError as error:
+            raise ModelError(f"event {event}: {error.desc}") from error
+
+    # Section: helpers for handlers and tests
 
     def structure(self, qapi_type: str, value: Any) -> Any:
         """Structure a top-level value of any QAPI type (errors name it ``<anonymous>``)."""

@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import attrs
 
-from qjobd.protocol import qjson
+from qjobd import qjson
 from qjobd.protocol.jsonstream import JSONParseError, JSONStreamDecoder
 
 __all__ = ["NEGOTIATION_COMMAND", "Call", "Reply", "Session"]

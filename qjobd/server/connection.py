@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-from typing import TYPE_CHECKING, Final
+from typing import Any, Final
 
 import trio
 
-from qjobd.commands import CommandContext, execute
+from qjobd.commands.dispatch import Dispatcher
 from qjobd.protocol.session import Call, Reply, Session
-
-if TYPE_CHECKING:
-    from qjobd.server.daemon import Daemon
+from qjobd.server.events import EventBus
 
 __all__ = ["OUTGOING_LIMIT", "Connection"]
 
@@ -40,15 +38,16 @@ _numbers = itertools.count(1)
 class Connection:
     """The life of one client, from greeting to close."""
 
-    def __init__(self, daemon: Daemon, stream: trio.abc.Stream) -> None:
-        self.daemon = daemon
+    def __init__(self, dispatcher: Dispatcher, events: EventBus, greeting: dict[str, Any],
+                 stream: trio.abc.Stream) -> None:
+        self._dispatcher = dispatcher
+        self._events = events
         self.number = next(_numbers)
-        self.session = Session(daemon.command_specs, daemon.greeting)
+        self.session = Session(dispatcher.command_specs, greeting)
         self._stream = stream
         self._send, self._receive = trio.open_memory_channel[str](OUTGOING_LIMIT)
         self._scope = trio.CancelScope()
         self._reader_scope = trio.CancelScope()
-        self.log = logging.LoggerAdapter(logger, {"client": self.number})
 
     def __repr__(self) -> str:
         mode = "command" if self.session.negotiated else "negotiation"
@@ -86,9 +85,9 @@ class Connection:
                     with self._reader_scope:
                         await self._reader()
                 finally:
-                    self.daemon.events.unsubscribe(self)
+                    self._events.unsubscribe(self)
                     self._send.close()
-        self.daemon.events.unsubscribe(self)
+        self._events.unsubscribe(self)
         logger.debug("client %d disconnected", self.number)
 
     async def _reader(self) -> None:
@@ -107,10 +106,10 @@ class Connection:
     async def _run_step(self, step: Call | Reply) -> None:
         if isinstance(step, Call):
             was_negotiated = self.session.negotiated
-            context = CommandContext(self.daemon, self.session, step.id if step.has_id else None)
-            reply = await execute(step, context)
+            reply = await self._dispatcher.execute(
+                step, self.session, step.id if step.has_id else None)
             if self.session.negotiated and not was_negotiated:
-                self.daemon.events.subscribe(self)
+                self._events.subscribe(self)
             if reply is None:
                 return
             text = reply.text

@@ -17,16 +17,17 @@ from __future__ import annotations
 import logging
 from functools import partial
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import trio
 
-from qjobd.block import BlockGraph
-from qjobd.commands import HANDLERS, load_handlers
+from qjobd.block.formats import FormatRegistry
+from qjobd.block.graph import BlockGraph
+from qjobd.commands.context import Services
 from qjobd.commands.control import version_info
+from qjobd.commands.dispatch import Dispatcher, HandlerMismatch
 from qjobd.jobs.manager import JobManager
 from qjobd.model.registry import Model
-from qjobd.protocol.session import CommandSpec
 from qjobd.qapi.introspect import introspect
 from qjobd.qapi.schema import Schema
 from qjobd.schema_path import bundled_schema_path
@@ -34,7 +35,7 @@ from qjobd.server.connection import Connection
 from qjobd.server.events import EventBus
 from qjobd.server.listener import StartupError, open_unix_listener
 
-__all__ = ["Daemon"]
+__all__ = ["DEFINED_SYMBOLS", "Daemon"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,44 +47,30 @@ DRAIN_SECONDS: Final = 2.0
 
 
 class Daemon:
-    """Everything one running qjobd owns."""
+    """Everything one running qjobd owns; it assembles the parts and runs them."""
 
     def __init__(self, schema_path: Path | None = None) -> None:
-        self.schema = Schema(str(schema_path or bundled_schema_path()))
-        self.model = Model(self.schema, DEFINED_SYMBOLS)
-        handlers = load_handlers()
-        commands = [
-            command for command in self.schema.commands()
-            if command.ifcond.evaluate(DEFINED_SYMBOLS)
-        ]
-        names = {command.name for command in commands}
-        missing = sorted(names - handlers.keys())
-        orphans = sorted(handlers.keys() - names)
-        if missing or orphans:
-            raise StartupError(
-                "qjobd: schema and handlers disagree: "
-                f"commands without handler {missing}, handlers without command {orphans}"
-            )
-        # query-commands lists the most recently registered command first, as QEMU.
-        self.command_specs = {
-            command.name: CommandSpec(command.name, command.allow_oob, command.success_response)
-            for command in reversed(commands)
-        }
-        # Structured once: this also checks our introspection data against the schema.
-        self.introspection = self.model.structure(
-            "SchemaInfoList", introspect(self.schema, DEFINED_SYMBOLS)
-        )
-        self.greeting = {"version": version_info(), "capabilities": ["oob"]}
-        self.events = EventBus()
-        #: The block graph: every node blockdev-add (or a job) opened.
-        self.block = BlockGraph()
+        schema = Schema(str(schema_path or bundled_schema_path()))
+        self.model = Model(schema, DEFINED_SYMBOLS)
+        self.events = EventBus(self.model)
+        formats = FormatRegistry(
+            qemu_drivers=(member.value for member in self.model.enum("BlockdevDriver")))
+        self.block = BlockGraph(formats)
         self.jobs = JobManager(self.events)
+        # Structured once: this also checks our introspection data against the schema.
+        introspection = self.model.structure(
+            "SchemaInfoList", introspect(schema, DEFINED_SYMBOLS))
+        services = Services(
+            model=self.model, block=self.block, jobs=self.jobs, formats=formats,
+            introspection=introspection, request_exit=self.request_exit,
+        )
+        try:
+            self.dispatcher = Dispatcher(schema, DEFINED_SYMBOLS, services)
+        except HandlerMismatch as error:
+            raise StartupError(str(error)) from error
+        self.greeting = {"version": version_info(), "capabilities": ["oob"]}
         self.connections: set[Connection] = set()
         self._exit_requested = trio.Event()
-
-    @property
-    def handlers(self) -> dict[str, Any]:
-        return HANDLERS
 
     def request_exit(self) -> None:
         """Stop serving (``quit``, SIGINT, SIGTERM)."""
@@ -125,7 +112,7 @@ class Daemon:
         logger.info("stopped")
 
     async def _handle_client(self, stream: trio.SocketStream) -> None:
-        connection = Connection(self, stream)
+        connection = Connection(self.dispatcher, self.events, self.greeting, stream)
         self.connections.add(connection)
         try:
             await connection.run()

@@ -1,8 +1,11 @@
 """Fan-out of QMP events to every client in command mode.
 
-An event is encoded once and offered to each subscriber without waiting: a client
-whose outgoing queue is full is dropped rather than allowed to hold up the job or
-the other clients that raised or receive the event.
+The bus is the daemon's :class:`~qjobd.jobs.events.EventSink`.  Each payload is built
+through the model from the schema's event type, as replies are, so an emitter whose
+payload does not fit the schema fails loudly (a ``ModelError``) instead of sending
+clients something QEMU never would.  An event is then encoded once and offered to
+each subscriber without waiting: a client that cannot take it is dropped rather than
+allowed to hold up the job or the other clients that raised or receive the event.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from qjobd.protocol import qjson
+from qjobd import qjson
+from qjobd.model.registry import Model
 
 __all__ = ["EventBus", "Subscriber"]
 
@@ -30,7 +34,8 @@ class Subscriber(Protocol):
 class EventBus:
     """Delivers events, in the order they are emitted, to every subscriber."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, model: Model, clock: Callable[[], float] = time.time) -> None:
+        self._model = model
         self._clock = clock
         self._subscribers: dict[Subscriber, None] = {}
         #: Observers called with (name, data) for every event; used by tests and logs.
@@ -43,7 +48,11 @@ class EventBus:
         self._subscribers.pop(subscriber, None)
 
     def emit(self, name: str, data: dict[str, Any] | None = None) -> None:
-        """Send event ``name`` with JSON-ready ``data`` (None: no data member)."""
+        """Send event ``name`` with JSON-ready ``data`` (None: no data member).
+
+        :raise ModelError: ``data`` does not fit the event's schema type.
+        """
+        data = self._model.event_data(name, data)
         now = self._clock()
         seconds = int(now)
         message: dict[str, Any] = {

@@ -470,9 +470,9 @@ def test_drive_backup_errors(nodes: Any) -> None:
          "Compression is not supported for this drive "),
         # Not in QSD's words: qjobd has no qcow2 yet.
         ({"target": t + "/n.qcow2", "format": "qcow2"},
-         "Image format 'qcow2' is not supported by qjobd yet"),
+         "Image format 'qcow2' is not supported by qjobd"),
         ({"target": str(qcow2), "mode": "existing"},
-         "Image format 'qcow2' is not supported by qjobd yet"),
+         "Image format 'qcow2' is not supported by qjobd"),
     ]
     before = c.ok("query-named-block-nodes")
     for change, desc in cases:

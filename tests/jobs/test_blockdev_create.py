@@ -104,7 +104,7 @@ def test_more_answers(qjobd_socket: Path, tmp_path: Path) -> None:
         c.ok("blockdev-add", {"driver": "file", "node-name": "f", "filename": str(t / "n.img")})
         assert c.error("blockdev-create", create("q", driver="qcow2", file="f",
                                                  size=4 * MiB)) == (
-            "Image format 'qcow2' is not supported by qjobd yet")
+            "Image format 'qcow2' is not supported by qjobd")
         for job in ("c1", "c2", "c3", "c5", "c6"):
             c.ok("job-dismiss", {"id": job})
         assert c.ok("query-jobs") == []

@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.model import event_bus
 
 from qjobd.errors import QMPError
+from qjobd.ids import id_wellformed
 from qjobd.jobs.job import Job, JobDriver, JobFailed
-from qjobd.jobs.manager import JobManager, Transaction, id_wellformed
+from qjobd.jobs.manager import JobManager
+from qjobd.jobs.transaction import Transaction
 from qjobd.server.events import EventBus
 
 CHUNK = 1 << 20
@@ -92,7 +95,7 @@ class Recorder:
 
 @pytest.fixture
 async def engine() -> AsyncIterator[tuple[JobManager, Recorder]]:
-    bus = EventBus()
+    bus = event_bus()
     manager = JobManager(bus)
     recorder = Recorder(bus)
     async with trio.open_nursery() as nursery:
@@ -131,16 +134,16 @@ async def test_manual_finalize_and_dismiss(
     job = start(manager, "j1", Counter(), auto_finalize=False, auto_dismiss=False)
     await recorder.wait_for(lambda: job.status.value == "pending")
     assert recorder.names() == ["BLOCK_JOB_PENDING"]
-    for verb in (job.user_dismiss, job.user_pause, job.user_complete):
+    for verb in (lambda: manager.user_dismiss(job), job.user_pause, job.user_complete):
         with pytest.raises(QMPError, match=r"in state 'pending' cannot accept"):
             verb()
-    job.user_finalize()
+    manager.user_finalize(job)
     assert job.status.value == "concluded"
     assert recorder.names() == ["BLOCK_JOB_PENDING", "BLOCK_JOB_COMPLETED"]
     refused = r"Job 'j1' in state 'concluded' cannot accept command verb 'cancel'"
     with pytest.raises(QMPError, match=refused):
-        job.user_cancel(force=True)
-    job.user_dismiss()
+        manager.user_cancel(job, force=True)
+    manager.user_dismiss(job)
     assert recorder.statuses("j1")[-2:] == ["concluded", "null"]
     assert manager.jobs == {}
 
@@ -177,7 +180,7 @@ async def test_speed_is_accurate_in_virtual_time(
         await trio.sleep(10)
         rate = job.progress_current / (trio.current_time() - begin)
         assert abs(rate - speed) / speed < 0.05
-        job.user_cancel(force=True)
+        manager.user_cancel(job, force=True)
         await job.settle()
 
 
@@ -204,7 +207,7 @@ async def test_cancel_while_rate_limited_is_immediate(
     job = start(manager, "j", driver, speed=CHUNK)
     await trio.sleep(2.5)
     cancelled_at = trio.current_time()
-    job.user_cancel(force=True)
+    manager.user_cancel(job, force=True)
     await job.settle()
     assert trio.current_time() - cancelled_at < 0.005
     assert recorder.statuses("j") == ["created", "running", "aborting", "concluded", "null"]
@@ -220,7 +223,7 @@ async def test_cancel_while_paused_resumes_first(
     await trio.sleep(1)
     job.user_pause()
     await job.settle()
-    job.user_cancel(force=True)
+    manager.user_cancel(job, force=True)
     await job.settle()
     assert recorder.statuses("j") == [
         "created", "running", "paused", "running", "aborting", "concluded", "null"
@@ -268,7 +271,7 @@ async def test_soft_cancel_of_ready_job_completes(
     driver = Counter(ready=True)
     job = start(manager, "m", driver)
     await recorder.wait_for(lambda: job.status.value == "ready")
-    job.user_cancel(force=False)
+    manager.user_cancel(job, force=False)
     await recorder.wait_for(lambda: "m" not in manager.jobs)
     assert recorder.statuses("m")[-4:] == ["waiting", "pending", "concluded", "null"]
     assert recorder.names() == ["BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED"]
@@ -303,7 +306,7 @@ async def test_grouped_transaction_cancel_aborts_all(
     manager.start(first)
     manager.start(second)
     await recorder.wait_for(lambda: first.status.value == "waiting")
-    second.user_cancel(force=True)
+    manager.user_cancel(second, force=True)
     await second.settle()
     await recorder.wait_for(lambda: not manager.jobs)
     assert recorder.statuses("t2") == ["created", "running", "aborting", "concluded", "null"]

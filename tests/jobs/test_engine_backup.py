@@ -15,6 +15,7 @@ import pytest
 import trio
 import trio.testing
 from backuphelpers import MiB, make_image
+from helpers.model import event_bus
 
 from qjobd.block import BlockGraph, BlockNode
 from qjobd.errors import QMPError
@@ -26,32 +27,21 @@ from qjobd.jobdrivers.backup import (
     ChunkMap,
     setup_backup,
 )
+from qjobd.jobdrivers.blockjob import BlockJobOptions
 from qjobd.jobs.fsm import JobStatus
 from qjobd.jobs.job import Job, JobDriver
-from qjobd.jobs.manager import JobManager, Transaction
-from qjobd.server.events import EventBus
+from qjobd.jobs.manager import JobManager
+from qjobd.jobs.transaction import Transaction
 
 
-class Arguments:
-    """What the model hands a backup handler (BackupCommon), with QMP's defaults."""
-
-    class _Enum:
-        def __init__(self, value: str) -> None:
-            self.value = value
-
-    def __init__(self, job_id: str, sync: str = "full", **extra: Any) -> None:
-        self.job_id: str | None = job_id
-        self.sync = self._Enum(sync)
-        self.speed: int | None = None
-        self.bitmap = self.bitmap_mode = self.compress = None
-        self.on_source_error: Any = None
-        self.on_target_error: Any = None
-        self.auto_finalize: bool | None = None
-        self.auto_dismiss: bool | None = None
-        self.filter_node_name: str | None = None
-        self.x_perf = None
-        for key, value in extra.items():
-            setattr(self, key, value)
+def backup_options(job_id: str, sync: str = "full", **extra: Any) -> BackupOptions:
+    """What the backup handlers build, with QMP's defaults; ``extra`` may set common
+    members (speed, on_source_error...) and backup ones."""
+    common_names = {"speed", "auto_finalize", "auto_dismiss", "on_source_error",
+                    "on_target_error"}
+    common = {k: v for k, v in extra.items() if k in common_names}
+    own = {k: v for k, v in extra.items() if k not in common_names}
+    return BackupOptions(common=BlockJobOptions(job_id, **common), sync=sync, **own)
 
 
 class Engine:
@@ -64,7 +54,7 @@ class Engine:
     def backup(self, job_id: str, source: str, target: str, start: bool = True,
                txn: Transaction | None = None, **extra: Any) -> Job:
         job = setup_backup(self.graph, self.manager, self.graph.lookup(source),
-                           self.graph.lookup(target), BackupOptions(Arguments(job_id, **extra)),
+                           self.graph.lookup(target), backup_options(job_id, **extra),
                            txn=txn)
         if start:
             self.manager.start(job)
@@ -85,7 +75,7 @@ class Engine:
 
 @pytest.fixture
 async def engine() -> AsyncIterator[Engine]:
-    manager = JobManager(EventBus())
+    manager = JobManager(event_bus())
     graph = BlockGraph()
     async with trio.open_nursery() as nursery:
         manager.attach(nursery)
@@ -129,7 +119,7 @@ async def test_rate_limit_in_virtual_time(
     await trio.sleep(10)
     rate = (job.progress_current - done) / (trio.current_time() - begin)
     assert abs(rate - speed / 2) / (speed / 2) < 0.05
-    job.user_cancel(force=True)
+    engine.manager.user_cancel(job, force=True)
     await job.settle()
     assert engine.statuses("r")[-3:] == ["aborting", "concluded", "null"]
 
@@ -177,7 +167,7 @@ async def test_sync_none_copies_only_what_is_written(engine: Engine, tmp_path: P
     target = target_path.read_bytes()
     assert target[2 * MiB:3 * MiB] == old[2 * MiB:3 * MiB]
     assert target[:2 * MiB] + target[3 * MiB:] == b"\x44" * (3 * MiB)
-    job.user_cancel(force=True)
+    engine.manager.user_cancel(job, force=True)
     await engine.until(lambda: job.status == JobStatus.NULL)
     assert engine.statuses("n") == ["created", "running", "aborting", "concluded", "null"]
     cancelled = [data for name, data in engine.events if name == "BLOCK_JOB_CANCELLED"]
@@ -190,9 +180,9 @@ def test_filter_permissions(tmp_path: Path) -> None:
     raw(graph, "s", make_image(tmp_path / "s.raw", MiB))
     raw(graph, "t", make_image(tmp_path / "t.raw", MiB))
     raw(graph, "u", make_image(tmp_path / "u.raw", MiB))
-    manager = JobManager(EventBus())
+    manager = JobManager(event_bus())
     setup_backup(graph, manager, graph.lookup("s"), graph.lookup("t"),
-                 BackupOptions(Arguments("b")))
+                 backup_options("b"))
     cbw = next(node for node in graph if isinstance(node, BackupFilter))
     # Nobody may write the source behind the filter, nor the target besides the job.
     with pytest.raises(QMPError, match=r"^Permission conflict on node 's': permissions "
@@ -255,8 +245,8 @@ async def test_stacked_filters_come_out_in_any_order(engine: Engine, tmp_path: P
     filters = [node for node in engine.graph if isinstance(node, BackupFilter)]
     assert len(filters) == 3
     # Cancelling the bottom and the top filter's jobs leaves the middle one working.
-    jobs[0].user_cancel(force=True)
-    jobs[2].user_cancel(force=True)
+    engine.manager.user_cancel(jobs[0], force=True)
+    engine.manager.user_cancel(jobs[2], force=True)
     await engine.until(lambda: jobs[0].status == jobs[2].status == JobStatus.NULL)
     assert [node for node in engine.graph if isinstance(node, BackupFilter)] == [filters[1]]
     jobs[1].user_set_speed(0)

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 import trio
+from helpers.model import event_bus
 from mirror_exchanges import (
     CANCEL_WHEN_READY,
     DRIVE_MIRROR_COMPLETE,
@@ -36,6 +37,7 @@ from wire import Wire, qsd_available, start_qjobd, start_qsd, stop
 
 from qjobd.block import BlockGraph, BlockNode
 from qjobd.errors import QMPError
+from qjobd.jobdrivers.blockjob import BlockJobOptions
 from qjobd.jobdrivers.mirror import MirrorDriver, MirrorOptions, setup_mirror
 from qjobd.jobs.job import Job
 from qjobd.jobs.manager import JobManager
@@ -617,7 +619,7 @@ class Events:
 @pytest.fixture
 async def engine() -> AsyncIterator[tuple[BlockGraph, JobManager, Events]]:
     graph = BlockGraph()
-    bus = EventBus()
+    bus = event_bus()
     manager = JobManager(bus)
     events = Events(bus)
     async with trio.open_nursery() as nursery:
@@ -625,6 +627,18 @@ async def engine() -> AsyncIterator[tuple[BlockGraph, JobManager, Events]]:
         yield graph, manager, events
         nursery.cancel_scope.cancel()
     graph.close_all()
+
+
+def mirror_options(*, job_id: str = "", speed: int = 0, **mirror: Any) -> MirrorOptions:
+    """What the mirror handlers build, with QMP's defaults."""
+    return MirrorOptions(common=BlockJobOptions(job_id, speed=speed), **mirror)
+
+
+def start_mirror(graph: BlockGraph, manager: JobManager, options: MirrorOptions) -> Job:
+    """setup_mirror, then start the job as the handlers do."""
+    job = setup_mirror(graph, manager, options)
+    manager.start(job)
+    return job
 
 
 async def _until(predicate: Callable[[], bool]) -> None:
@@ -657,7 +671,7 @@ async def test_writes_while_running_and_ready_are_mirrored(
     dst_path = make_image(tmp_path / "dst.img", 16 * MiB)
     source = graph.add(raw_node("src", src_path))
     target = graph.add(raw_node("dst", dst_path))
-    job = setup_mirror(graph, manager, MirrorOptions(
+    job = start_mirror(graph, manager, mirror_options(
         source=source, target=target, sync="full", job_id="m", buf_size=MiB))
     # A writer racing with the first pass.
     await trio.to_thread.run_sync(_writes, source, 1, 200, 4096)
@@ -696,13 +710,13 @@ async def test_sync_none_copies_only_new_writes(
     dst_path = make_image(tmp_path / "dst.img", 4 * MiB)
     source = graph.add(raw_node("src", src_path))
     target = graph.add(raw_node("dst", dst_path))
-    job = setup_mirror(graph, manager, MirrorOptions(
+    job = start_mirror(graph, manager, mirror_options(
         source=source, target=target, sync="none", job_id="n"))
     await events.wait_status("n", "ready")
     assert (job.progress_current, job.progress_total) == (0, 0)
     await trio.to_thread.run_sync(source.pwrite, 2 * MiB, b"\x01" * 4096)
     await _until(lambda: job.progress_current == 64 << 10 == job.progress_total)
-    job.user_cancel(force=False)  # soft: finish without pivot, as a consistent copy
+    manager.user_cancel(job, force=False)  # soft: finish without pivot, as a consistent copy
     await events.wait_status("n", "null")
     assert ("BLOCK_JOB_COMPLETED" in [name for name, _ in events.seen])
     copied = dst_path.read_bytes()
@@ -724,7 +738,7 @@ async def test_pivot_moves_the_source_users_to_the_target(
     from qjobd.block import EdgeKind
 
     user = graph.acquire(source, "block device 'disk'", True, kind=EdgeKind.BACKEND)
-    job = setup_mirror(graph, manager, MirrorOptions(
+    job = start_mirror(graph, manager, mirror_options(
         source=source, target=target, sync="full", job_id="m"))
     top = next(node for node in graph if node.format_name == "mirror_top")
     assert user.node is top  # the filter took the source's users
@@ -746,10 +760,10 @@ async def test_cancel_before_ready_gives_the_users_back(
     from qjobd.block import EdgeKind
 
     user = graph.acquire(source, "block device 'disk'", False, kind=EdgeKind.BACKEND)
-    job = setup_mirror(graph, manager, MirrorOptions(
+    job = start_mirror(graph, manager, mirror_options(
         source=source, target=target, sync="full", job_id="m", speed=MiB, buf_size=MiB))
     await _until(lambda: job.progress_current > 0)
-    job.user_cancel(force=False)  # before ready every cancel is a forced one
+    manager.user_cancel(job, force=False)  # before ready every cancel is a forced one
     await events.wait_status("m", "null")
     assert events.statuses("m")[-3:] == ["aborting", "concluded", "null"]
     assert user.node is source
@@ -765,15 +779,15 @@ async def test_setup_failures_leave_the_graph_as_it_was(
     target = graph.add(raw_node("dst", make_image(tmp_path / "d.img", MiB)))
     names = sorted(node.node_name for node in graph)
     for options, text in (
-        (MirrorOptions(source=source, target=target, sync="full", job_id="bad id"),
+        (mirror_options(source=source, target=target, sync="full", job_id="bad id"),
          "Invalid job ID 'bad id'"),
-        (MirrorOptions(source=source, target=target, sync="full", job_id="m", speed=-1),
+        (mirror_options(source=source, target=target, sync="full", job_id="m", speed=-1),
          "Parameter 'speed' expects a non-negative value"),
-        (MirrorOptions(source=source, target=target, sync="full", job_id="m",
+        (mirror_options(source=source, target=target, sync="full", job_id="m",
                        filter_node_name="src"), "Duplicate nodes with node-name='src'"),
     ):
         with pytest.raises(QMPError, match=re.escape(text)):
-            setup_mirror(graph, manager, options)
+            start_mirror(graph, manager, options)
         assert sorted(node.node_name for node in graph) == names
         assert source.parents == []
         assert target.parents == []
@@ -781,8 +795,8 @@ async def test_setup_failures_leave_the_graph_as_it_was(
         assert not graph.is_blocked(target)
         assert source.dirty_bitmaps == ()
     assert manager.jobs == {}
-    job: Job = setup_mirror(graph, manager, MirrorOptions(
+    job: Job = start_mirror(graph, manager, mirror_options(
         source=source, target=target, sync="full", job_id="m"))
     await events.wait_status("m", "ready")
-    job.user_cancel(force=True)
+    manager.user_cancel(job, force=True)
     await events.wait_status("m", "null")
