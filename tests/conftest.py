@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from wire import qsd_available, start_qjobd, start_qsd, stop
+from helpers.daemons import qsd_available, start_qjobd, start_qsd, stop
 
 
 @pytest.fixture

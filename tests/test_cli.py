@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from wire import Wire, start_qjobd, stop
+from helpers.daemons import start_qjobd, stop
+from helpers.wire import Wire
 
 from qjobd import __version__
 

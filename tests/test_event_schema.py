@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers.events import EventRecorder
 from helpers.model import event_bus
 
 from qjobd.model.errors import ModelError
@@ -12,12 +13,11 @@ from qjobd.model.errors import ModelError
 
 def test_valid_payload_is_delivered_in_schema_form() -> None:
     bus = event_bus()
-    seen: list[tuple[str, Any]] = []
-    bus.observers.append(lambda name, data: seen.append((name, data)))
+    recorder = EventRecorder(bus)
     bus.emit("BLOCK_JOB_COMPLETED", {"type": "backup", "device": "j", "len": 4,
                                      "offset": 4, "speed": 0, "error": "Input/output error"})
     bus.emit("JOB_STATUS_CHANGE", {"id": "j", "status": "null"})
-    assert seen == [
+    assert recorder.seen == [
         ("BLOCK_JOB_COMPLETED", {"type": "backup", "device": "j", "len": 4, "offset": 4,
                                  "speed": 0, "error": "Input/output error"}),
         ("JOB_STATUS_CHANGE", {"id": "j", "status": "null"}),
@@ -38,9 +38,8 @@ def test_valid_payload_is_delivered_in_schema_form() -> None:
 def test_payload_outside_the_schema_is_refused(name: str, data: dict[str, Any],
                                                why: str) -> None:
     bus = event_bus()
-    seen: list[str] = []
-    bus.observers.append(lambda event, _: seen.append(event))
+    recorder = EventRecorder(bus)
     with pytest.raises(ModelError) as caught:
         bus.emit(name, data)
     assert why in str(caught.value)
-    assert seen == []
+    assert recorder.seen == []

@@ -16,26 +16,22 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for helpers
+
+from helpers.images import MiB, make_image
 
 from qjobd.block import BlockGraph, copy_all, create_file
-
-MiB = 1 << 20
 
 
 def make_images(directory: Path) -> tuple[Path, Path]:
     dense = directory / "random-1g.img"
     if not dense.exists():
-        with open(dense, "wb") as out:
-            for _ in range(1024):
-                out.write(os.urandom(MiB))
+        make_image(dense, 1 << 30, data=True)
     sparse = directory / "sparse-4g.img"
     if not sparse.exists():
-        with open(sparse, "wb") as out:
-            out.truncate(4 << 30)
-            # 64 extents of 4 MiB spread over the image: 256 MiB of data.
-            for index in range(64):
-                out.seek(index * (64 * MiB) + 3 * MiB)
-                out.write(os.urandom(4 * MiB))
+        # 64 extents of 4 MiB spread over the image: 256 MiB of data.
+        make_image(sparse, 4 << 30, [(index * (64 * MiB) + 3 * MiB, 4 * MiB)
+                                     for index in range(64)])
     return dense, sparse
 
 

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import errno
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from blockhelpers import (
-    MiB,
-    allocated,
-    file_opts,
-    make_image,
-    qemu_img_compare,
-    raw_opts,
-)
+from helpers.images import MiB, allocated, assert_same_content, make_image
+from helpers.nodes import file_opts, raw_opts
 
 from qjobd.block import BlockGraph, CopyError, copy_all, copy_chunk, create_file
 
@@ -31,9 +24,7 @@ def sparse(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def dense(tmp_path: Path) -> Path:
-    path = tmp_path / "dense.img"
-    path.write_bytes(os.urandom(16 * MiB))
-    return path
+    return make_image(tmp_path / "dense.img", 16 * MiB, data=True)
 
 
 def open_pair(graph: BlockGraph, src: Path, dst: Path, size: int) -> tuple[object, object]:
@@ -53,7 +44,7 @@ def test_sparse_copy(graph: BlockGraph, sparse: Path, tmp_path: Path, chunk: int
     dst.flush()  # type: ignore[attr-defined]
     assert result.total == SIZE
     assert result.copied <= DATA + 2 * 4096  # extents are rounded to fs blocks
-    assert qemu_img_compare(sparse, dst_path).returncode == 0
+    assert_same_content(sparse, dst_path)
     # Stays sparse: the data plus at most a few partial blocks.
     assert allocated(dst_path) <= allocated(sparse) + 8192
 
@@ -69,28 +60,26 @@ def test_dense_copy_and_fallback_agree(graph: BlockGraph, dense: Path, tmp_path:
     copy_all(src, ta, use_copy_range=True)
     copy_all(src, tb, use_copy_range=False)
     assert a.read_bytes() == b.read_bytes() == dense.read_bytes()
-    assert qemu_img_compare(dense, a).returncode == 0
+    assert_same_content(dense, a)
 
 
 def test_holes_are_punched_into_existing_data(graph: BlockGraph, sparse: Path,
                                               tmp_path: Path) -> None:
     """Without target_zeroed, zero extents overwrite old target data with holes."""
-    old = tmp_path / "old.img"
-    old.write_bytes(os.urandom(SIZE))
+    old = make_image(tmp_path / "old.img", SIZE, data=True, seed=1)
     src = graph.add(raw_opts("src", sparse))
     dst = graph.add(raw_opts("dst", old))
     result = copy_all(src, dst)
     assert result.zeroed > 0
     assert result.skipped == 0
     dst.flush()
-    assert qemu_img_compare(sparse, old).returncode == 0
+    assert_same_content(sparse, old)
     assert allocated(old) <= allocated(sparse) + 8192
 
 
 def test_detect_zeroes_in_data(graph: BlockGraph, tmp_path: Path) -> None:
     """Explicit zero data (allocated in the source) becomes holes with detect_zeroes."""
-    path = tmp_path / "zeros.img"
-    path.write_bytes(bytes(8 * MiB))
+    path = make_image(tmp_path / "zeros.img", 8 * MiB, fill=0)
     out = tmp_path / "out.img"
     src, dst = open_pair(graph, path, out, 8 * MiB)
     result = copy_all(src, dst, target_zeroed=True, detect_zeroes=True)  # type: ignore[arg-type]
@@ -160,4 +149,4 @@ def test_parallel_chunks_from_threads(graph: BlockGraph, tmp_path: Path) -> None
         totals = list(pool.map(work, range(size // chunk)))
     assert sum(totals) == size
     dst.flush()  # type: ignore[attr-defined]
-    assert qemu_img_compare(source, out).returncode == 0
+    assert_same_content(source, out)

@@ -6,13 +6,12 @@ Job error texts recorded from qemu-storage-daemon 7.2 (query-jobs "error").
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from blockhelpers import MiB, allocated
+from helpers.images import MiB, allocated, make_image
 
 from qjobd.block import create_file
 from qjobd.errors import QMPError
@@ -44,8 +43,7 @@ def test_small_and_empty(tmp_path: Path) -> None:
 
 
 def test_existing_file_is_truncated(tmp_path: Path) -> None:
-    path = tmp_path / "old.img"
-    path.write_bytes(os.urandom(4 * MiB))
+    path = make_image(tmp_path / "old.img", 4 * MiB, data=True)
     create_file(str(path), 1000)
     assert path.read_bytes() == bytes(1000)
 

@@ -6,7 +6,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from blockhelpers import MiB, make_image, raw_opts
+from helpers.images import MiB, make_image
+from helpers.nodes import raw_opts
 
 from qjobd.block import BlockGraph, copy_chunk
 from qjobd.block.dirty import DirtyBitmap, granularity_valid

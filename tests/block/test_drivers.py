@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-from blockhelpers import MiB, allocated, file_opts, make_image, raw_opts
+from helpers.images import MiB, allocated, make_image
+from helpers.nodes import file_opts, raw_opts
 
 from qjobd.block import BlockGraph, BlockStatus
 
@@ -37,8 +38,7 @@ def test_file_read_write_and_status(graph: BlockGraph, img: Path) -> None:
 
 def test_file_length_rounds_to_sectors(graph: BlockGraph, tmp_path: Path) -> None:
     """QSD reports a 1000-byte file as 1024 bytes and reads zeroes past EOF."""
-    path = tmp_path / "odd.img"
-    path.write_bytes(b"\x01" * 1000)
+    path = make_image(tmp_path / "odd.img", 1000, fill=1)
     node = graph.add({"driver": "file", "node-name": "f", "filename": str(path)})
     assert node.length() == 1024
     assert node.pread(990, 34) == b"\x01" * 10 + bytes(24)

@@ -16,7 +16,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from blockhelpers import MiB, file_opts, make_image, raw_opts
+from helpers.images import MiB, make_image
+from helpers.nodes import file_opts, raw_opts
 
 from qjobd.block import BlockGraph
 from qjobd.errors import QMPError

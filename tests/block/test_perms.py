@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from blockhelpers import MiB, make_image, raw_opts
+from helpers.images import MiB, make_image
+from helpers.nodes import raw_opts
 
 from qjobd.block import PERM_ALL, BlockGraph, Perm
 from qjobd.errors import QMPError

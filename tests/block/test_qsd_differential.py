@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from blockhelpers import MiB, make_image
-from wire import Wire, qsd_available, start_qsd, stop
+from helpers.daemons import qsd_available, start_qsd, stop
+from helpers.images import MiB, make_image
+from helpers.wire import Wire
 
 from qjobd.block import BlockGraph
 from qjobd.errors import QMPError
@@ -23,8 +24,7 @@ pytestmark = pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon
 
 def sequence(tmp: Path) -> list[tuple[str, dict[str, Any]]]:
     img = str(make_image(tmp / "b.img", 32 * MiB, [(0, MiB)]))
-    odd = tmp / "odd.img"
-    odd.write_bytes(b"\1" * 1000)
+    odd = make_image(tmp / "odd.img", 1000, fill=1)
     directory = tmp / "dir"
     directory.mkdir()
 

@@ -18,15 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backuphelpers import (
-    Client,
-    MiB,
-    digest,
-    make_image,
-    need_qemu_img,
-    same_content,
-    without_drain_pairs,
-)
+from helpers.client import Client, without_drain_pairs
+from helpers.images import MiB, assert_same_content, digest, make_image, need_qemu_img
 
 FULL = {"sync": "full"}
 
@@ -86,7 +79,7 @@ def test_backup_with_manual_finalize_and_dismiss(qjobd_socket: Path, tmp_path: P
         assert [n["node-name"] for n in c.ok("query-named-block-nodes")
                 if n["drv"] == "copy-before-write"] == []
         c.ok("blockdev-del", {"node-name": "dst"})
-    assert same_content(src, dst)
+    assert_same_content(src, dst)
 
 
 def mask(line: str, *names: str) -> str:
@@ -98,8 +91,8 @@ def mask(line: str, *names: str) -> str:
 def test_rate_limited_backup_duplicate_pause_resume_speed_cancel(
     qjobd_socket: Path, tmp_path: Path
 ) -> None:
-    src = make_image(tmp_path / "src.raw", 64 * MiB)
-    dst = make_image(tmp_path / "dst.raw", 64 * MiB)
+    src = make_image(tmp_path / "src.raw", 64 * MiB, data=True)
+    dst = make_image(tmp_path / "dst.raw", 64 * MiB, data=True)
     before = digest(src)
     with Client(qjobd_socket) as c:
         c.add_raw("src", src)
@@ -168,14 +161,14 @@ def test_default_job_id_and_drive_backup(qjobd_socket: Path, tmp_path: Path) -> 
         # The target was opened for the job only.
         nodes = c.ok("query-named-block-nodes")
         assert sorted(n["file"] for n in nodes) == [str(a), str(a)]
-    assert same_content(a, d)
+    assert_same_content(a, d)
     # Holes stayed holes.
     assert d.stat().st_blocks * 512 <= a.stat().st_blocks * 512 + 64 * 1024
 
 
 def test_on_source_error_stop_then_ignore(qjobd_socket: Path, tmp_path: Path) -> None:
     need_qemu_img()
-    a = make_image(tmp_path / "a.img", 32 * MiB, seed=5)
+    a = make_image(tmp_path / "a.img", 32 * MiB, data=True, seed=5)
     b = make_image(tmp_path / "b.img", 32 * MiB, fill=0)
     with Client(qjobd_socket) as c:
         c.add_blkdebug("a", a, [{"event": "read_aio", "errno": 5, "sector": 2048,
@@ -205,7 +198,7 @@ def test_on_source_error_stop_then_ignore(qjobd_socket: Path, tmp_path: Path) ->
                                      "speed": 0, "type": "backup"}),
             ("status", "concluded"), ("status", "null"),
         ]
-        assert same_content(a, b)
+        assert_same_content(a, b)
         # The rule fired once already: no error this time.
         assert c.raw("blockdev-backup", {"job-id": "e2", "device": "a", "target": "b", **FULL,
                                          "on-source-error": "ignore"}) == '{"return": {}}'
@@ -236,8 +229,8 @@ def test_error_policies(qjobd_socket: Path, tmp_path: Path) -> None:
     need_qemu_img()
     with Client(qjobd_socket) as c:
         for case, (side, errno, policy, action, io_status) in enumerate(ERROR_POLICIES):
-            a = make_image(tmp_path / f"a{case}.img", 32 * MiB, seed=case)
-            b = make_image(tmp_path / f"b{case}.img", 32 * MiB)
+            a = make_image(tmp_path / f"a{case}.img", 32 * MiB, data=True, seed=case)
+            b = make_image(tmp_path / f"b{case}.img", 32 * MiB, data=True)
             rule = {"event": f"{side}_aio", "errno": errno, "once": True,
                     "sector": 2048 if side == "read" else 4096}
             if side == "read":
@@ -269,14 +262,14 @@ def test_error_policies(qjobd_socket: Path, tmp_path: Path) -> None:
                 assert c.statuses(job)[-4:] == ["waiting", "pending", "concluded", "null"]
                 assert end == [{"device": job, "len": 33554432, "offset": 33554432,
                                 "speed": 0, "type": "backup"}]
-                assert same_content(a, b)
+                assert_same_content(a, b)
 
 
 def test_persistent_error_with_ignore_retries_until_cancelled(
     qjobd_socket: Path, tmp_path: Path
 ) -> None:
-    a = make_image(tmp_path / "a.img", 8 * MiB, seed=8)
-    b = make_image(tmp_path / "b.img", 8 * MiB)
+    a = make_image(tmp_path / "a.img", 8 * MiB, data=True, seed=8)
+    b = make_image(tmp_path / "b.img", 8 * MiB, data=True)
     with Client(qjobd_socket) as c:
         c.add_blkdebug("a", a, [{"event": "read_aio", "errno": 5, "sector": 2048}])
         c.add_raw("b", b)
@@ -298,12 +291,12 @@ def test_persistent_error_with_ignore_retries_until_cancelled(
 
 @pytest.fixture
 def nodes(qjobd_socket: Path, tmp_path: Path) -> Any:
-    a = make_image(tmp_path / "a.img", 32 * MiB, seed=1)
+    a = make_image(tmp_path / "a.img", 32 * MiB, data=True, seed=1)
     with Client(qjobd_socket) as c:
         c.add_raw("a", a)
-        c.add_raw("b", make_image(tmp_path / "b.img", 32 * MiB))
-        c.add_raw("c", make_image(tmp_path / "c.img", 16 * MiB))
-        c.add_raw("ro", make_image(tmp_path / "ro.img", 32 * MiB), **{"read-only": True})
+        c.add_raw("b", make_image(tmp_path / "b.img", 32 * MiB, data=True))
+        c.add_raw("c", make_image(tmp_path / "c.img", 16 * MiB, data=True))
+        c.add_raw("ro", make_image(tmp_path / "ro.img", 32 * MiB, data=True), **{"read-only": True})
         yield c, tmp_path
 
 
@@ -364,7 +357,7 @@ def test_negative_speed_creates_then_drops_the_job(nodes: Any) -> None:
 
 def test_busy_nodes_and_the_filter(nodes: Any) -> None:
     c, tmp_path = nodes
-    c.add_raw("d", make_image(tmp_path / "d.img", 32 * MiB))
+    c.add_raw("d", make_image(tmp_path / "d.img", 32 * MiB, data=True))
     c.ok("blockdev-backup", ab(speed=1024, **{"filter-node-name": "flt"}))
     filters = [n for n in c.ok("query-named-block-nodes", {"flat": True})
                if n["drv"] == "copy-before-write"]
@@ -399,7 +392,7 @@ def test_sync_top_is_full_and_none_waits_for_cancel(nodes: Any) -> None:
     assert c.ok("query-jobs") == [{"current-progress": 33554432, "status": "concluded",
                                    "total-progress": 33554432, "type": "backup", "id": "j"}]
     c.ok("job-dismiss", {"id": "j"})
-    assert same_content(tmp_path / "a.img", tmp_path / "b.img")
+    assert_same_content(tmp_path / "a.img", tmp_path / "b.img")
     c.ok("blockdev-backup", ab(sync="none", **{"job-id": "n"}))
     c.settle(0.3)
     info = c.ok("query-block-jobs")[0]
@@ -412,8 +405,8 @@ def test_sync_top_is_full_and_none_waits_for_cancel(nodes: Any) -> None:
 def test_odd_sized_source_counts_whole_clusters(qjobd_socket: Path, tmp_path: Path) -> None:
     need_qemu_img()
     size = 100 * 1024 + 512
-    a = make_image(tmp_path / "a.img", size, seed=2)
-    b = make_image(tmp_path / "b.img", size)
+    a = make_image(tmp_path / "a.img", size, data=True, seed=2)
+    b = make_image(tmp_path / "b.img", size, data=True)
     with Client(qjobd_socket) as c:
         c.add_raw("a", a)
         c.add_raw("b", b)
@@ -425,7 +418,7 @@ def test_odd_sized_source_counts_whole_clusters(qjobd_socket: Path, tmp_path: Pa
             '"status": "concluded", "paused": false, "speed": 0, "ready": false, '
             '"type": "backup"}]}')
         c.ok("job-dismiss", {"id": "j"})
-    assert same_content(a, b)
+    assert_same_content(a, b)
 
 
 # Section: drive-backup's own checks
@@ -434,9 +427,8 @@ def test_odd_sized_source_counts_whole_clusters(qjobd_socket: Path, tmp_path: Pa
 def test_drive_backup_errors(nodes: Any) -> None:
     c, tmp_path = nodes
     t = str(tmp_path)
-    (tmp_path / "ex.img").write_bytes(b"")
-    os_truncate(tmp_path / "ex.img", 32 * MiB)
-    os_truncate(tmp_path / "small.img", MiB)
+    make_image(tmp_path / "ex.img", 32 * MiB)
+    make_image(tmp_path / "small.img", MiB)
     qcow2 = tmp_path / "q.qcow2"
     qcow2.write_bytes(b"QFI\xfb" + bytes(508))
     cases: list[tuple[dict[str, Any], str]] = [
@@ -487,7 +479,7 @@ def test_drive_backup_errors(nodes: Any) -> None:
 
 def test_drive_backup_sync_none_on_existing_raw(nodes: Any) -> None:
     c, tmp_path = nodes
-    os_truncate(tmp_path / "ex.img", 32 * MiB)
+    make_image(tmp_path / "ex.img", 32 * MiB)
     desc = c.error("drive-backup", {"job-id": "d", "device": "a", "sync": "none",
                                     "target": str(tmp_path / "ex.img"), "mode": "existing"})
     assert re.fullmatch(r"Driver 'raw' of node '#block\d+' does not support backing files",
@@ -497,8 +489,7 @@ def test_drive_backup_sync_none_on_existing_raw(nodes: Any) -> None:
 def test_drive_backup_existing_and_file_format(nodes: Any) -> None:
     c, tmp_path = nodes
     need_qemu_img()
-    target = tmp_path / "ex.img"
-    target.write_bytes(b"\x77" * (32 * MiB))
+    target = make_image(tmp_path / "ex.img", 32 * MiB, fill=0x77)
     c.ok("drive-backup", {"job-id": "d", "device": "a", "target": str(target), "sync": "full",
                           "mode": "existing", "speed": 1})
     nodes_now = c.ok("query-named-block-nodes", {"flat": True})
@@ -506,20 +497,14 @@ def test_drive_backup_existing_and_file_format(nodes: Any) -> None:
     assert opened == [("raw", "unmap"), ("file", "off")]
     c.ok("block-job-set-speed", {"device": "d", "speed": 0})
     c.wait_status("d", "null")
-    assert same_content(tmp_path / "a.img", target)
-    big = tmp_path / "big.img"
-    os_truncate(big, 64 * MiB)
+    assert_same_content(tmp_path / "a.img", target)
+    big = make_image(tmp_path / "big.img", 64 * MiB)
     c.ok("drive-backup", {"job-id": "f", "device": "a", "target": str(big), "sync": "full",
                           "format": "file"})
     c.wait_status("f", "null")
     assert big.stat().st_size == 32 * MiB  # absolute-paths recreates it
-    assert same_content(tmp_path / "a.img", big)
+    assert_same_content(tmp_path / "a.img", big)
     assert len(c.ok("query-named-block-nodes")) == len(nodes_now) - 3
-
-
-def os_truncate(path: Path, size: int) -> None:
-    with open(path, "ab") as out:
-        out.truncate(size)
 
 
 # Section: robustness
@@ -556,8 +541,8 @@ def test_cancel_at_random_points(qjobd_socket: Path, tmp_path: Path) -> None:
 
 def test_job_outlives_its_client(qjobd_socket: Path, tmp_path: Path) -> None:
     need_qemu_img()
-    src = make_image(tmp_path / "src.raw", 16 * MiB, seed=12)
-    dst = make_image(tmp_path / "dst.raw", 16 * MiB)
+    src = make_image(tmp_path / "src.raw", 16 * MiB, data=True, seed=12)
+    dst = make_image(tmp_path / "dst.raw", 16 * MiB, data=True)
     first = Client(qjobd_socket)
     first.add_raw("src", src)
     first.add_raw("dst", dst)
@@ -570,12 +555,12 @@ def test_job_outlives_its_client(qjobd_socket: Path, tmp_path: Path) -> None:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         second.ok("job-dismiss", {"id": "k"})
-    assert same_content(src, dst)
+    assert_same_content(src, dst)
 
 
 def test_other_clients_are_served_during_a_backup(qjobd_socket: Path, tmp_path: Path) -> None:
-    src = make_image(tmp_path / "src.raw", 64 * MiB, seed=13)
-    dst = make_image(tmp_path / "dst.raw", 64 * MiB)
+    src = make_image(tmp_path / "src.raw", 64 * MiB, data=True, seed=13)
+    dst = make_image(tmp_path / "dst.raw", 64 * MiB, data=True)
     latencies: list[float] = []
     with Client(qjobd_socket) as c:
         c.add_raw("src", src)
@@ -619,8 +604,8 @@ def scenario_manual_finalize(c: Client, directory: Path) -> list[str]:
 
 
 def scenario_pause_resume_speed_cancel(c: Client, directory: Path) -> list[str]:
-    make_image(directory / "src.raw", 32 * MiB, seed=22)
-    make_image(directory / "dst.raw", 32 * MiB)
+    make_image(directory / "src.raw", 32 * MiB, data=True, seed=22)
+    make_image(directory / "dst.raw", 32 * MiB, data=True)
     c.add_raw("src", directory / "src.raw")
     c.add_raw("dst", directory / "dst.raw")
     replies = [c.raw("blockdev-backup", backup("j2", speed=MiB)),
@@ -644,7 +629,7 @@ def scenario_pause_resume_speed_cancel(c: Client, directory: Path) -> list[str]:
 
 
 def scenario_stop_then_resume(c: Client, directory: Path) -> list[str]:
-    a = make_image(directory / "a.img", 32 * MiB, seed=23)
+    a = make_image(directory / "a.img", 32 * MiB, data=True, seed=23)
     make_image(directory / "dst.raw", 32 * MiB, fill=0x22)
     c.add_blkdebug("a", a, [{"event": "read_aio", "errno": 5, "sector": 4096, "once": True}])
     c.add_raw("dst", directory / "dst.raw")
@@ -688,7 +673,7 @@ def test_same_as_qsd(qjobd_socket: Path, qsd_socket: Path, tmp_path: Path,
                     data.pop("offset", None)
     assert j_events == q_events
     if scenario is not scenario_pause_resume_speed_cancel:
-        assert same_content(j_dir / "dst.raw", q_dir / "dst.raw")
+        assert_same_content(j_dir / "dst.raw", q_dir / "dst.raw")
 
 
 @pytest.mark.parametrize("target_state", ["fresh", "full of other data"])
@@ -700,24 +685,14 @@ def test_sparse_source_with_uneven_holes(qjobd_socket: Path, tmp_path: Path,
     starts and ends inside chunks, and data in its last partial chunk.
     """
     size = 9 * MiB + 4096
-    source = tmp_path / "sparse.raw"
-    with source.open("wb") as out:
-        out.truncate(size)
-        for offset, length in [(3 * MiB - 4096, 8192), (5 * MiB + 12345, 300000),
-                               (size - 5000, 5000)]:
-            out.seek(offset)
-            out.write(random.Random(offset).randbytes(length))
-    target = tmp_path / "target.raw"
-    if target_state == "fresh":
-        with target.open("wb") as out:
-            out.truncate(size)
-    else:
-        target.write_bytes(random.Random(1).randbytes(size))
+    source = make_image(tmp_path / "sparse.raw", size, [
+        (3 * MiB - 4096, 8192), (5 * MiB + 12345, 300000), (size - 5000, 5000)])
+    target = make_image(tmp_path / "target.raw", size, data=target_state != "fresh", seed=1)
     with Client(qjobd_socket) as c:
         c.add_raw("s", source)
         c.add_raw("t", target)
         c.ok("blockdev-backup", {"job-id": "b", "device": "s", "target": "t", **FULL})
         c.wait_status("b", "null")
-    assert same_content(source, target)
+    assert_same_content(source, target)
     if target_state == "fresh":
         assert target.stat().st_blocks * 512 <= source.stat().st_blocks * 512 + MiB

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from backuphelpers import Client, MiB, without_drain_pairs
+from helpers.client import Client, without_drain_pairs
+from helpers.images import MiB
 
 
 def create(job: str, **options: Any) -> dict[str, Any]:

@@ -6,19 +6,15 @@ deterministic and the tests take no wall time.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
 import trio
-from helpers.model import event_bus
+import trio.testing
+from helpers.engine import Engine
 
 from qjobd.errors import QMPError
 from qjobd.ids import id_wellformed
 from qjobd.jobs.job import Job, JobDriver, JobFailed
-from qjobd.jobs.manager import JobManager
 from qjobd.jobs.transaction import Transaction
-from qjobd.server.events import EventBus
 
 CHUNK = 1 << 20
 
@@ -66,93 +62,49 @@ class Counter(JobDriver):
         self.calls.append("clean")
 
 
-class Recorder:
-    def __init__(self, bus: EventBus) -> None:
-        self.events: list[tuple[str, dict[str, Any] | None]] = []
-        self.changed = trio.Event()
-        bus.observers.append(self._record)
-
-    def _record(self, name: str, data: dict[str, Any] | None) -> None:
-        self.events.append((name, data))
-        self.changed.set()
-        self.changed = trio.Event()
-
-    async def wait_for(self, predicate: Any) -> None:
-        """Wait until ``predicate()`` holds; it can only change when an event is sent."""
-        with trio.fail_after(60):
-            while not predicate():
-                await self.changed.wait()
-
-    def statuses(self, job_id: str) -> list[str]:
-        return [
-            data["status"] for name, data in self.events
-            if name == "JOB_STATUS_CHANGE" and data and data["id"] == job_id
-        ]
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.events if name != "JOB_STATUS_CHANGE"]
-
-
-@pytest.fixture
-async def engine() -> AsyncIterator[tuple[JobManager, Recorder]]:
-    bus = event_bus()
-    manager = JobManager(bus)
-    recorder = Recorder(bus)
-    async with trio.open_nursery() as nursery:
-        manager.attach(nursery)
-        yield manager, recorder
-        nursery.cancel_scope.cancel()
-
-
-def start(manager: JobManager, job_id: str, driver: JobDriver, **options: Any) -> Job:
-    job = manager.create(job_id, driver, **options)
-    manager.start(job)
-    return job
-
-
 async def test_success_walks_created_to_null(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
+    manager, events = engine.manager, engine.events
     driver = Counter()
-    start(manager, "j1", driver)
-    await recorder.wait_for(lambda: "j1" not in manager.jobs)
-    assert recorder.statuses("j1") == [
+    engine.start("j1", driver)
+    await events.wait_for(lambda: "j1" not in manager.jobs)
+    assert events.statuses("j1") == [
         "created", "running", "waiting", "pending", "concluded", "null"
     ]
-    assert recorder.names() == ["BLOCK_JOB_COMPLETED"]
-    assert recorder.events[-3][1] == {
+    assert events.names() == ["BLOCK_JOB_COMPLETED"]
+    assert events.seen[-3][1] == {
         "type": "backup", "device": "j1", "len": 8 * CHUNK, "offset": 8 * CHUNK, "speed": 0
     }
     assert driver.calls == ["commit", "clean"]
 
 
 async def test_manual_finalize_and_dismiss(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
-    job = start(manager, "j1", Counter(), auto_finalize=False, auto_dismiss=False)
-    await recorder.wait_for(lambda: job.status.value == "pending")
-    assert recorder.names() == ["BLOCK_JOB_PENDING"]
+    manager, events = engine.manager, engine.events
+    job = engine.start("j1", Counter(), auto_finalize=False, auto_dismiss=False)
+    await events.wait_for(lambda: job.status.value == "pending")
+    assert events.names() == ["BLOCK_JOB_PENDING"]
     for verb in (lambda: manager.user_dismiss(job), job.user_pause, job.user_complete):
         with pytest.raises(QMPError, match=r"in state 'pending' cannot accept"):
             verb()
     manager.user_finalize(job)
     assert job.status.value == "concluded"
-    assert recorder.names() == ["BLOCK_JOB_PENDING", "BLOCK_JOB_COMPLETED"]
+    assert events.names() == ["BLOCK_JOB_PENDING", "BLOCK_JOB_COMPLETED"]
     refused = r"Job 'j1' in state 'concluded' cannot accept command verb 'cancel'"
     with pytest.raises(QMPError, match=refused):
         manager.user_cancel(job, force=True)
     manager.user_dismiss(job)
-    assert recorder.statuses("j1")[-2:] == ["concluded", "null"]
+    assert events.statuses("j1")[-2:] == ["concluded", "null"]
     assert manager.jobs == {}
 
 
 async def test_pause_resume_and_errors(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
-    job = start(manager, "j", Counter(chunks=100), speed=CHUNK)
+    events = engine.events
+    job = engine.start("j", Counter(chunks=100), speed=CHUNK)
     await trio.sleep(3)
     job.user_pause()
     await job.settle()
@@ -167,15 +119,15 @@ async def test_pause_resume_and_errors(
     assert job.status.value == "running"
     with pytest.raises(QMPError, match=r"^Can't resume a job that was not paused$"):
         job.user_resume()
-    assert recorder.statuses("j") == ["created", "running", "paused", "running"]
+    assert events.statuses("j") == ["created", "running", "paused", "running"]
 
 
 async def test_speed_is_accurate_in_virtual_time(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, _ = engine
+    manager = engine.manager
     for speed in (10 * CHUNK, 100 * CHUNK):
-        job = start(manager, f"s{speed}", Counter(chunks=100000), speed=speed)
+        job = engine.start(f"s{speed}", Counter(chunks=100000), speed=speed)
         begin = trio.current_time()
         await trio.sleep(10)
         rate = job.progress_current / (trio.current_time() - begin)
@@ -185,10 +137,9 @@ async def test_speed_is_accurate_in_virtual_time(
 
 
 async def test_set_speed_checks_and_applies(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, _ = engine
-    job = start(manager, "j", Counter(chunks=100000), speed=CHUNK)
+    job = engine.start("j", Counter(chunks=100000), speed=CHUNK)
     with pytest.raises(QMPError, match=r"^Parameter 'speed' expects a non-negative value$"):
         job.user_set_speed(-1)
     await trio.sleep(5)
@@ -200,44 +151,44 @@ async def test_set_speed_checks_and_applies(
 
 
 async def test_cancel_while_rate_limited_is_immediate(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
+    manager, events = engine.manager, engine.events
     driver = Counter(chunks=1000)
-    job = start(manager, "j", driver, speed=CHUNK)
+    job = engine.start("j", driver, speed=CHUNK)
     await trio.sleep(2.5)
     cancelled_at = trio.current_time()
     manager.user_cancel(job, force=True)
     await job.settle()
     assert trio.current_time() - cancelled_at < 0.005
-    assert recorder.statuses("j") == ["created", "running", "aborting", "concluded", "null"]
-    assert recorder.names() == ["BLOCK_JOB_CANCELLED"]
+    assert events.statuses("j") == ["created", "running", "aborting", "concluded", "null"]
+    assert events.names() == ["BLOCK_JOB_CANCELLED"]
     assert driver.calls == ["abort", "clean"]
 
 
 async def test_cancel_while_paused_resumes_first(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
-    job = start(manager, "j", Counter(chunks=1000), speed=CHUNK)
+    manager, events = engine.manager, engine.events
+    job = engine.start("j", Counter(chunks=1000), speed=CHUNK)
     await trio.sleep(1)
     job.user_pause()
     await job.settle()
     manager.user_cancel(job, force=True)
     await job.settle()
-    assert recorder.statuses("j") == [
+    assert events.statuses("j") == [
         "created", "running", "paused", "running", "aborting", "concluded", "null"
     ]
 
 
 async def test_failure_reports_error(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
-    job = start(manager, "j", Counter(fail_at=3), auto_dismiss=False)
-    await recorder.wait_for(lambda: job.status.value == "concluded")
-    assert recorder.statuses("j") == ["created", "running", "aborting", "concluded"]
-    name, data = recorder.events[-2]
+    events = engine.events
+    job = engine.start("j", Counter(fail_at=3), auto_dismiss=False)
+    await events.wait_for(lambda: job.status.value == "concluded")
+    assert events.statuses("j") == ["created", "running", "aborting", "concluded"]
+    name, data = events.seen[-2]
     assert name == "BLOCK_JOB_COMPLETED"
     assert data == {"type": "backup", "device": "j", "len": 8 * CHUNK, "offset": 3 * CHUNK,
                     "speed": 0, "error": "Input/output error"}
@@ -245,90 +196,90 @@ async def test_failure_reports_error(
 
 
 async def test_ready_standby_complete(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
-    job = start(manager, "m", Counter(ready=True))
-    await recorder.wait_for(lambda: job.status.value == "ready")
+    manager, events = engine.manager, engine.events
+    job = engine.start("m", Counter(ready=True))
+    await events.wait_for(lambda: job.status.value == "ready")
     job.user_pause()
     await job.settle()
     assert job.status.value == "standby"
     job.user_resume()
     await job.settle()
     job.user_complete()
-    await recorder.wait_for(lambda: "m" not in manager.jobs)
-    assert recorder.statuses("m") == [
+    await events.wait_for(lambda: "m" not in manager.jobs)
+    assert events.statuses("m") == [
         "created", "running", "ready", "standby", "ready", "waiting", "pending", "concluded",
         "null",
     ]
-    assert recorder.names() == ["BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED"]
+    assert events.names() == ["BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED"]
 
 
 async def test_soft_cancel_of_ready_job_completes(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
+    manager, events = engine.manager, engine.events
     driver = Counter(ready=True)
-    job = start(manager, "m", driver)
-    await recorder.wait_for(lambda: job.status.value == "ready")
+    job = engine.start("m", driver)
+    await events.wait_for(lambda: job.status.value == "ready")
     manager.user_cancel(job, force=False)
-    await recorder.wait_for(lambda: "m" not in manager.jobs)
-    assert recorder.statuses("m")[-4:] == ["waiting", "pending", "concluded", "null"]
-    assert recorder.names() == ["BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED"]
+    await events.wait_for(lambda: "m" not in manager.jobs)
+    assert events.statuses("m")[-4:] == ["waiting", "pending", "concluded", "null"]
+    assert events.names() == ["BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED"]
     assert driver.calls == ["commit", "clean"]
 
 
 async def test_grouped_transaction_waits_then_completes_together(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
+    manager, events = engine.manager, engine.events
     txn = Transaction()
     fast = manager.create("t1", Counter(chunks=2), txn=txn)
     slow = manager.create("t2", Counter(chunks=20), txn=txn)
     manager.start(fast)
     manager.start(slow)
-    await recorder.wait_for(lambda: not manager.jobs)
-    assert recorder.statuses("t1") == [
+    await events.wait_for(lambda: not manager.jobs)
+    assert events.statuses("t1") == [
         "created", "running", "waiting", "pending", "concluded", "null"
     ]
-    order = [(data or {}).get("id") for name, data in recorder.events
+    order = [(data or {}).get("id") for name, data in events.seen
              if name == "JOB_STATUS_CHANGE" and data and data["status"] == "pending"]
     assert order == ["t2", "t1"]  # newest member first, as QEMU walks its list
 
 
 async def test_grouped_transaction_cancel_aborts_all(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
+    manager, events = engine.manager, engine.events
     txn = Transaction()
     first = manager.create("t1", Counter(chunks=2), txn=txn)
     second = manager.create("t2", Counter(chunks=100), txn=txn, speed=CHUNK)
     manager.start(first)
     manager.start(second)
-    await recorder.wait_for(lambda: first.status.value == "waiting")
+    await events.wait_for(lambda: first.status.value == "waiting")
     manager.user_cancel(second, force=True)
     await second.settle()
-    await recorder.wait_for(lambda: not manager.jobs)
-    assert recorder.statuses("t2") == ["created", "running", "aborting", "concluded", "null"]
-    assert recorder.statuses("t1") == [
+    await events.wait_for(lambda: not manager.jobs)
+    assert events.statuses("t2") == ["created", "running", "aborting", "concluded", "null"]
+    assert events.statuses("t1") == [
         "created", "running", "waiting", "aborting", "concluded", "null"
     ]
-    assert recorder.names() == ["BLOCK_JOB_CANCELLED", "BLOCK_JOB_CANCELLED"]
+    assert events.names() == ["BLOCK_JOB_CANCELLED", "BLOCK_JOB_CANCELLED"]
 
 
 async def test_grouped_transaction_failure_cancels_running_member(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, recorder = engine
+    manager, events = engine.manager, engine.events
     txn = Transaction()
     failing = manager.create("bad", Counter(chunks=10, fail_at=2), txn=txn)
     other = manager.create("ok", Counter(chunks=1000), txn=txn, speed=CHUNK)
     manager.start(failing)
     manager.start(other)
-    await recorder.wait_for(lambda: not manager.jobs)
-    assert recorder.statuses("bad") == ["created", "running", "aborting", "concluded", "null"]
-    assert recorder.statuses("ok") == ["created", "running", "aborting", "concluded", "null"]
-    kinds = [(name, (data or {}).get("device")) for name, data in recorder.events
+    await events.wait_for(lambda: not manager.jobs)
+    assert events.statuses("bad") == ["created", "running", "aborting", "concluded", "null"]
+    assert events.statuses("ok") == ["created", "running", "aborting", "concluded", "null"]
+    kinds = [(name, (data or {}).get("device")) for name, data in events.seen
              if name.startswith("BLOCK_JOB")]
     assert kinds == [("BLOCK_JOB_CANCELLED", "ok"), ("BLOCK_JOB_COMPLETED", "bad")]
 
@@ -343,10 +294,10 @@ def test_job_id_rules(job_id: str, ok: bool) -> None:
 
 
 async def test_duplicate_and_bad_ids(
-    engine: tuple[JobManager, Recorder], autojump_clock: trio.testing.MockClock
+    engine: Engine, autojump_clock: trio.testing.MockClock
 ) -> None:
-    manager, _ = engine
-    start(manager, "j", Counter(chunks=1000), speed=CHUNK)
+    manager = engine.manager
+    engine.start("j", Counter(chunks=1000), speed=CHUNK)
     with pytest.raises(QMPError, match=r"^Job ID 'j' already in use$"):
         manager.create("j", Counter())
     with pytest.raises(QMPError, match=r"^Invalid job ID ''$"):

@@ -5,17 +5,18 @@ transaction roll-back of jobs that never started.
 
 from __future__ import annotations
 
-import itertools
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 import trio.testing
-from backuphelpers import MiB, make_image
+from helpers.engine import Engine
+from helpers.images import MiB, make_image
 from helpers.model import event_bus
+from helpers.nodes import raw_opts
 
 from qjobd.block import BlockGraph, BlockNode
 from qjobd.errors import QMPError
@@ -44,49 +45,18 @@ def backup_options(job_id: str, sync: str = "full", **extra: Any) -> BackupOptio
     return BackupOptions(common=BlockJobOptions(job_id, **common), sync=sync, **own)
 
 
-class Engine:
-    def __init__(self, manager: JobManager, graph: BlockGraph) -> None:
-        self.manager = manager
-        self.graph = graph
-        self.events: list[tuple[str, Any]] = []
-        manager.events.observers.append(lambda name, data: self.events.append((name, data)))
-
-    def backup(self, job_id: str, source: str, target: str, start: bool = True,
-               txn: Transaction | None = None, **extra: Any) -> Job:
-        job = setup_backup(self.graph, self.manager, self.graph.lookup(source),
-                           self.graph.lookup(target), backup_options(job_id, **extra),
-                           txn=txn)
-        if start:
-            self.manager.start(job)
-        return job
-
-    def statuses(self, job_id: str) -> list[str]:
-        return [data["status"] for name, data in self.events
-                if name == "JOB_STATUS_CHANGE" and data["id"] == job_id]
-
-    async def until(self, predicate: Callable[[], bool]) -> None:
-        """Poll ``predicate`` (progress and statuses change in worker threads too)."""
-        with trio.fail_after(30):
-            for _ in itertools.count():
-                if predicate():
-                    return
-                await trio.sleep(0.001)
-
-
-@pytest.fixture
-async def engine() -> AsyncIterator[Engine]:
-    manager = JobManager(event_bus())
-    graph = BlockGraph()
-    async with trio.open_nursery() as nursery:
-        manager.attach(nursery)
-        yield Engine(manager, graph)
-        nursery.cancel_scope.cancel()
-    graph.close_all()
+def backup(engine: Engine, job_id: str, source: str, target: str, start: bool = True,
+           txn: Transaction | None = None, **extra: Any) -> Job:
+    """setup_backup as the handlers call it, then (unless not ``start``) start the job."""
+    job = setup_backup(engine.graph, engine.manager, engine.graph.lookup(source),
+                       engine.graph.lookup(target), backup_options(job_id, **extra), txn=txn)
+    if start:
+        engine.manager.start(job)
+    return job
 
 
 def raw(graph: BlockGraph, name: str, path: Path) -> BlockNode:
-    return graph.add({"driver": "raw", "node-name": name,
-                      "file": {"driver": "file", "filename": str(path)}})
+    return graph.add(raw_opts(name, path))
 
 
 # Section: speed in virtual time
@@ -106,7 +76,7 @@ async def test_rate_limit_in_virtual_time(
     monkeypatch.setattr(Job, "run_io", inline_run_io)
     for name in ("s", "t"):
         engine.graph.add({"driver": "null-co", "node-name": name, "size": 4 << 30})
-    job = engine.backup("r", "s", "t", speed=speed)
+    job = backup(engine, "r", "s", "t", speed=speed)
     await trio.sleep(1)
     begin, done = trio.current_time(), job.progress_current
     await trio.sleep(10)
@@ -121,7 +91,7 @@ async def test_rate_limit_in_virtual_time(
     assert abs(rate - speed / 2) / (speed / 2) < 0.05
     engine.manager.user_cancel(job, force=True)
     await job.settle()
-    assert engine.statuses("r")[-3:] == ["aborting", "concluded", "null"]
+    assert engine.events.statuses("r")[-3:] == ["aborting", "concluded", "null"]
 
 
 # Section: copy-before-write
@@ -130,56 +100,55 @@ async def test_rate_limit_in_virtual_time(
 async def test_writes_through_the_filter_copy_the_old_data_first(
     engine: Engine, tmp_path: Path
 ) -> None:
-    source_path = make_image(tmp_path / "s.raw", 8 * MiB, seed=41)
+    source_path = make_image(tmp_path / "s.raw", 8 * MiB, data=True, seed=41)
     target_path = make_image(tmp_path / "t.raw", 8 * MiB, fill=0x33)
     old = source_path.read_bytes()
     raw(engine.graph, "s", source_path)
     raw(engine.graph, "t", target_path)
     # A node above the source: after the filter goes in, its writes pass through it.
     top = engine.graph.add({"driver": "raw", "node-name": "top", "file": "s"})
-    job = engine.backup("b", "s", "t", speed=MiB, **{"auto_dismiss": False})
+    job = backup(engine, "b", "s", "t", speed=MiB, **{"auto_dismiss": False})
     driver = job.driver
     assert isinstance(driver, BackupDriver)
     assert top.children["file"] is driver.cbw
-    await engine.until(lambda: job.progress_current >= MiB)
+    await engine.events.wait_for(lambda: job.progress_current >= MiB)
     new = b"\xab" * (MiB + 4096)
     await trio.to_thread.run_sync(top.pwrite, 5 * MiB - 4096, new)
     # Chunks 4 and 5 were saved to the target before the write went on.
     target = target_path.read_bytes()
     assert target[4 * MiB:6 * MiB] == old[4 * MiB:6 * MiB]
     job.user_set_speed(0)
-    await engine.until(lambda: job.status == JobStatus.CONCLUDED)
+    await engine.events.wait_status("b", "concluded")
     assert target_path.read_bytes() == old
     assert source_path.read_bytes()[5 * MiB - 4096:6 * MiB] == new
     assert top.children["file"] is engine.graph.lookup("s")
 
 
 async def test_sync_none_copies_only_what_is_written(engine: Engine, tmp_path: Path) -> None:
-    source_path = make_image(tmp_path / "s.raw", 4 * MiB, seed=42)
+    source_path = make_image(tmp_path / "s.raw", 4 * MiB, data=True, seed=42)
     target_path = make_image(tmp_path / "t.raw", 4 * MiB, fill=0x44)
     old = source_path.read_bytes()
     raw(engine.graph, "s", source_path)
     raw(engine.graph, "t", target_path)
     top = engine.graph.add({"driver": "raw", "node-name": "top", "file": "s"})
-    job = engine.backup("n", "s", "t", sync="none")
-    await trio.sleep(0.05)
+    job = backup(engine, "n", "s", "t", sync="none")
+    await engine.events.wait_for(lambda: job.progress_total == 4 * MiB)  # run() began
     await trio.to_thread.run_sync(top.write_zeroes, 2 * MiB + 100, 10)
     target = target_path.read_bytes()
     assert target[2 * MiB:3 * MiB] == old[2 * MiB:3 * MiB]
     assert target[:2 * MiB] + target[3 * MiB:] == b"\x44" * (3 * MiB)
     engine.manager.user_cancel(job, force=True)
-    await engine.until(lambda: job.status == JobStatus.NULL)
-    assert engine.statuses("n") == ["created", "running", "aborting", "concluded", "null"]
-    cancelled = [data for name, data in engine.events if name == "BLOCK_JOB_CANCELLED"]
-    assert cancelled == [{"type": "backup", "device": "n", "len": 4 * MiB, "offset": MiB,
-                          "speed": 0}]
+    await engine.events.wait_status("n", "null")
+    assert engine.events.statuses("n") == ["created", "running", "aborting", "concluded", "null"]
+    assert engine.events.data("BLOCK_JOB_CANCELLED") == [
+        {"type": "backup", "device": "n", "len": 4 * MiB, "offset": MiB, "speed": 0}]
 
 
 def test_filter_permissions(tmp_path: Path) -> None:
     graph = BlockGraph()
-    raw(graph, "s", make_image(tmp_path / "s.raw", MiB))
-    raw(graph, "t", make_image(tmp_path / "t.raw", MiB))
-    raw(graph, "u", make_image(tmp_path / "u.raw", MiB))
+    raw(graph, "s", make_image(tmp_path / "s.raw", MiB, data=True))
+    raw(graph, "t", make_image(tmp_path / "t.raw", MiB, data=True))
+    raw(graph, "u", make_image(tmp_path / "u.raw", MiB, data=True))
     manager = JobManager(event_bus())
     setup_backup(graph, manager, graph.lookup("s"), graph.lookup("t"),
                  backup_options("b"))
@@ -237,20 +206,20 @@ def test_chunk_map_copies_each_chunk_once() -> None:
 
 
 async def test_stacked_filters_come_out_in_any_order(engine: Engine, tmp_path: Path) -> None:
-    source_path = make_image(tmp_path / "s.raw", 4 * MiB, seed=43)
+    source_path = make_image(tmp_path / "s.raw", 4 * MiB, data=True, seed=43)
     raw(engine.graph, "s", source_path)
     for name in ("t1", "t2", "t3"):
-        raw(engine.graph, name, make_image(tmp_path / f"{name}.raw", 4 * MiB))
-    jobs = [engine.backup(f"b{i}", "s", f"t{i}", speed=1) for i in (1, 2, 3)]
+        raw(engine.graph, name, make_image(tmp_path / f"{name}.raw", 4 * MiB, data=True))
+    jobs = [backup(engine, f"b{i}", "s", f"t{i}", speed=1) for i in (1, 2, 3)]
     filters = [node for node in engine.graph if isinstance(node, BackupFilter)]
     assert len(filters) == 3
     # Cancelling the bottom and the top filter's jobs leaves the middle one working.
     engine.manager.user_cancel(jobs[0], force=True)
     engine.manager.user_cancel(jobs[2], force=True)
-    await engine.until(lambda: jobs[0].status == jobs[2].status == JobStatus.NULL)
+    await engine.events.wait_for(lambda: jobs[0].status == jobs[2].status == JobStatus.NULL)
     assert [node for node in engine.graph if isinstance(node, BackupFilter)] == [filters[1]]
     jobs[1].user_set_speed(0)
-    await engine.until(lambda: jobs[1].status == JobStatus.NULL)
+    await engine.events.wait_status("b2", "null")
     assert (tmp_path / "t2.raw").read_bytes() == source_path.read_bytes()
     assert not any(isinstance(node, BackupFilter) for node in engine.graph)
     assert engine.graph.lookup("s").parents == []
@@ -260,19 +229,19 @@ async def test_stacked_filters_come_out_in_any_order(engine: Engine, tmp_path: P
 
 
 async def test_grouped_roll_back_of_created_jobs(engine: Engine, tmp_path: Path) -> None:
-    raw(engine.graph, "s", make_image(tmp_path / "s.raw", MiB))
-    raw(engine.graph, "t1", make_image(tmp_path / "t1.raw", MiB))
-    raw(engine.graph, "t2", make_image(tmp_path / "t2.raw", MiB))
+    raw(engine.graph, "s", make_image(tmp_path / "s.raw", MiB, data=True))
+    raw(engine.graph, "t1", make_image(tmp_path / "t1.raw", MiB, data=True))
+    raw(engine.graph, "t2", make_image(tmp_path / "t2.raw", MiB, data=True))
     nodes_before = len(engine.graph)
     txn = Transaction()
-    first = engine.backup("b1", "s", "t1", start=False, txn=txn)
-    second = engine.backup("b2", "s", "t2", start=False, txn=txn)
+    first = backup(engine, "b1", "s", "t1", start=False, txn=txn)
+    second = backup(engine, "b2", "s", "t2", start=False, txn=txn)
     for job in (second, first):
         if job.status != JobStatus.NULL:
             engine.manager.cancel(job, force=True)
-    assert engine.statuses("b2") == ["created", "aborting", "concluded", "null"]
-    assert engine.statuses("b1") == ["created", "aborting", "concluded", "null"]
-    assert [name for name, _ in engine.events if name != "JOB_STATUS_CHANGE"] == []
+    assert engine.events.statuses("b2") == ["created", "aborting", "concluded", "null"]
+    assert engine.events.statuses("b1") == ["created", "aborting", "concluded", "null"]
+    assert engine.events.names() == []
     assert engine.manager.jobs == {}
     assert len(engine.graph) == nodes_before
 
@@ -283,5 +252,5 @@ async def test_negative_speed_is_created_then_dismissed(engine: Engine) -> None:
 
     with pytest.raises(QMPError, match=r"^Parameter 'speed' expects a non-negative value$"):
         engine.manager.create("j", Idle(), speed=-1)
-    assert engine.statuses("j") == ["created", "null"]
+    assert engine.events.statuses("j") == ["created", "null"]
     assert engine.manager.jobs == {}

@@ -12,145 +12,38 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
 import re
-import shutil
-import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from helpers.model import event_bus
+from helpers.client import Transcript, mask_node_names
+from helpers.engine import Engine
+from helpers.images import MiB, assert_same_content, digest, make_image
+from helpers.nodes import raw_opts
 from mirror_exchanges import (
     CANCEL_WHEN_READY,
     DRIVE_MIRROR_COMPLETE,
     JOB_CANCEL_READY,
     READY_STANDBY_COMPLETE,
 )
-from wire import Wire, qsd_available, start_qjobd, start_qsd, stop
 
-from qjobd.block import BlockGraph, BlockNode
+from qjobd.block import BlockNode
 from qjobd.errors import QMPError
 from qjobd.jobdrivers.blockjob import BlockJobOptions
 from qjobd.jobdrivers.mirror import MirrorDriver, MirrorOptions, setup_mirror
 from qjobd.jobs.job import Job
-from qjobd.jobs.manager import JobManager
-from qjobd.server.events import EventBus
-
-MiB = 1 << 20
-_TIMESTAMP = re.compile(rb'^\{"timestamp": \{"seconds": \d+, "microseconds": \d+\}, ')
-_NODE_NAME = re.compile(r"#block\d+")
-
 
 # Section: helpers
 
 
-def make_image(path: Path, size: int, data: bool = False, seed: int = 0,
-               hole: tuple[int, int] | None = None) -> Path:
-    """A raw image: sparse, or random bytes except in ``hole`` (offset, length)."""
-    rng = random.Random(seed)
-    with open(path, "wb") as out:
-        out.truncate(size)
-        if data:
-            extents = [(0, size)]
-            if hole is not None:
-                extents = [(0, hole[0]), (hole[0] + hole[1], size - hole[0] - hole[1])]
-            for offset, length in extents:
-                out.seek(offset)
-                out.write(rng.randbytes(length))
-    return path
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def qemu_img_compare(a: Path, b: Path) -> None:
-    if shutil.which("qemu-img") is None:
-        pytest.skip("qemu-img is not installed")
-    done = subprocess.run(["qemu-img", "compare", "-f", "raw", "-F", "raw", str(a), str(b)],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
-def raw_node(name: str, path: Path) -> dict[str, Any]:
-    return {"driver": "raw", "node-name": name, "file": {"driver": "file", "filename": str(path)}}
-
-
-class Log:
-    """A raw client that keeps what was sent and received, normalized for comparison:
-    no timestamps, the temporary directory as /tmp/X, generated names as #blockN."""
-
-    def __init__(self, path: Path, tmp: Path) -> None:
-        self.wire = Wire(path)
-        self.tmp = str(tmp)
-        self.lines: list[str] = []
-        self.wire.negotiate()
-
-    def close(self) -> None:
-        self.wire.close()
-
-    def _normal(self, text: str) -> str:
-        return _NODE_NAME.sub("#blockN", text.replace(self.tmp, "/tmp/X"))
-
-    def receive(self, timeout: float = 20) -> dict[str, Any]:
-        line = self.wire.raw_line(timeout)
-        assert line is not None, f"nothing received; so far: {self.lines[-5:]}"
-        text = _TIMESTAMP.sub(b"{", line).decode().rstrip("\r\n")
-        self.lines.append("< " + self._normal(text))
-        message: dict[str, Any] = json.loads(line)
-        return message
-
-    def send(self, execute: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Send a command; return its reply (events before it are logged too)."""
-        request: dict[str, Any] = {"execute": execute}
-        if arguments is not None:
-            request["arguments"] = arguments
-        text = json.dumps(request)
-        self.lines.append("> " + self._normal(text))
-        self.wire.send(text + "\n")
-        while True:
-            message = self.receive()
-            if "event" not in message:
-                return message
-
-    def quiet(self, execute: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Send a command without logging it or its reply (set-up steps)."""
-        mark = len(self.lines)
-        reply = self.send(execute, arguments)
-        del self.lines[mark:]
-        return reply
-
-    def until(self, event: str, **data: Any) -> dict[str, Any]:
-        """Receive until ``event`` with ``data`` members (a status change, say)."""
-        while True:
-            message = self.receive()
-            if message.get("event") == event and all(
-                message.get("data", {}).get(key) == value for key, value in data.items()
-            ):
-                return message
-
-    def until_status(self, job_id: str, status: str) -> None:
-        self.until("JOB_STATUS_CHANGE", id=job_id, status=status)
-
-    def drain(self, seconds: float = 0.2) -> None:
-        """Log whatever else arrives within ``seconds`` (nothing is expected)."""
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
-            line = self.wire.raw_line(left)
-            if line is None:
-                return
-            text = _TIMESTAMP.sub(b"{", line).decode().rstrip("\r\n")
-            self.lines.append("< " + self._normal(text))
-
-
-def replay(log: Log, recorded: list[str]) -> None:
+def replay(log: Transcript, recorded: list[str]) -> None:
     """Send each recorded request and read as many lines as were recorded after it."""
     steps: list[tuple[str, int]] = []
     for line in recorded:
@@ -159,60 +52,57 @@ def replay(log: Log, recorded: list[str]) -> None:
         else:
             steps[-1] = (steps[-1][0], steps[-1][1] + 1)
     for request, count in steps:
-        log.lines.append("> " + request)
-        log.wire.send(request.replace("/tmp/X", log.tmp) + "\n")
+        log.send_line(request)
         for _ in range(count):
             log.receive()
-    log.drain(0.1)
-    assert log.lines == [_NODE_NAME.sub("#blockN", line) for line in recorded]
+    log.settle(0.1)
+    assert log.lines == [mask_node_names(line) for line in recorded]
 
 
 @pytest.fixture
-def qjobd(tmp_path: Path) -> Iterator[Callable[[Path], Log]]:
-    """Open logs on a qjobd started in ``tmp_path``; everything is closed afterwards."""
-    process = start_qjobd(tmp_path / "qjobd.sock")
-    logs: list[Log] = []
+def qjobd(qjobd_socket: Path, tmp_path: Path) -> Iterator[Callable[[], Transcript]]:
+    """Open transcripts on a qjobd (``tmp_path`` as /tmp/X); all closed afterwards."""
+    logs: list[Transcript] = []
 
-    def connect(tmp: Path) -> Log:
-        log = Log(tmp_path / "qjobd.sock", tmp)
+    def connect() -> Transcript:
+        log = Transcript(qjobd_socket, tmp_path)
         logs.append(log)
         return log
 
     yield connect
     for log in logs:
         log.close()
-    stop(process)
 
 
 # Section: the recorded exchanges
 
 
 def test_transcript_ready_standby_complete_and_cancel_when_ready(
-    qjobd: Callable[[Path], Log], tmp_path: Path
+    qjobd: Callable[[], Transcript], tmp_path: Path
 ) -> None:
-    log = qjobd(tmp_path)
+    log = qjobd()
     make_image(tmp_path / "src.raw", 64 * MiB)
     make_image(tmp_path / "dst.raw", 64 * MiB)
-    assert log.quiet("blockdev-add", raw_node("src", tmp_path / "src.raw")) == {"return": {}}
-    assert log.quiet("blockdev-add", raw_node("dst", tmp_path / "dst.raw")) == {"return": {}}
+    assert log.quiet("blockdev-add", raw_opts("src", tmp_path / "src.raw")) == {"return": {}}
+    assert log.quiet("blockdev-add", raw_opts("dst", tmp_path / "dst.raw")) == {"return": {}}
     replay(log, READY_STANDBY_COMPLETE)
     log.lines.clear()
     replay(log, CANCEL_WHEN_READY)
 
 
 def test_transcript_job_cancel_when_ready_and_drive_mirror_pivot(
-    qjobd: Callable[[Path], Log], tmp_path: Path
+    qjobd: Callable[[], Transcript], tmp_path: Path
 ) -> None:
-    log = qjobd(tmp_path)
+    log = qjobd()
     make_image(tmp_path / "a.img", 32 * MiB, data=True)
     make_image(tmp_path / "b.img", 32 * MiB)
-    log.quiet("blockdev-add", raw_node("a", tmp_path / "a.img"))
-    log.quiet("blockdev-add", raw_node("b", tmp_path / "b.img"))
+    log.quiet("blockdev-add", raw_opts("a", tmp_path / "a.img"))
+    log.quiet("blockdev-add", raw_opts("b", tmp_path / "b.img"))
     replay(log, JOB_CANCEL_READY)
-    qemu_img_compare(tmp_path / "a.img", tmp_path / "b.img")
+    assert_same_content(tmp_path / "a.img", tmp_path / "b.img")
     log.lines.clear()
     replay(log, DRIVE_MIRROR_COMPLETE)
-    qemu_img_compare(tmp_path / "a.img", tmp_path / "dm.img")
+    assert_same_content(tmp_path / "a.img", tmp_path / "dm.img")
 
 
 # Section: argument checks, in QEMU's order, with QSD's texts
@@ -257,28 +147,28 @@ BLOCKDEV_MIRROR_ERRORS: list[tuple[dict[str, Any], str]] = [
 ]
 
 
-def _error_exchanges(log: Log, tmp: Path) -> None:
+def _error_exchanges(log: Transcript, tmp: Path) -> None:
     make_image(tmp / "a.img", 8 * MiB, data=True)
     make_image(tmp / "b.img", 8 * MiB)
     make_image(tmp / "c.img", 4 * MiB)
     make_image(tmp / "fb.img", 8 * MiB)
     for name in "abc":
-        log.quiet("blockdev-add", raw_node(name, tmp / f"{name}.img"))
+        log.quiet("blockdev-add", raw_opts(name, tmp / f"{name}.img"))
     log.quiet("blockdev-add",
               {"driver": "file", "node-name": "fb", "filename": str(tmp / "fb.img")})
     log.quiet("blockdev-add", {"driver": "raw", "node-name": "rb", "file": "fb"})
     for change, _ in BLOCKDEV_MIRROR_ERRORS:
         arguments: dict[str, Any] = {"job-id": "m", "device": "a", "target": "b", "sync": "full"}
         arguments.update(change)
-        log.send("blockdev-mirror", {k: v for k, v in arguments.items() if v is not None})
+        log.cmd("blockdev-mirror", {k: v for k, v in arguments.items() if v is not None})
     # Failures after the job was created: created, then null, then the error.
-    log.send("blockdev-mirror", {"job-id": "m", "device": "a", "target": "b", "sync": "full",
+    log.cmd("blockdev-mirror", {"job-id": "m", "device": "a", "target": "b", "sync": "full",
                                  "speed": -1})
     log.quiet("blockdev-add", {"driver": "raw", "node-name": "ro", "read-only": True,
                                "file": {"driver": "file", "filename": str(tmp / "c.img")}})
-    log.send("blockdev-mirror", {"job-id": "m", "device": "b", "target": "ro", "sync": "full"})
+    log.cmd("blockdev-mirror", {"job-id": "m", "device": "b", "target": "ro", "sync": "full"})
     # Failing at run time: the sizes differ.
-    log.send("blockdev-mirror", {"job-id": "m", "device": "a", "target": "c", "sync": "full"})
+    log.cmd("blockdev-mirror", {"job-id": "m", "device": "a", "target": "c", "sync": "full"})
     log.until_status("m", "null")
     # drive-mirror's own checks.
     target = str(tmp / "t.img")
@@ -291,15 +181,15 @@ def _error_exchanges(log: Log, tmp: Path) -> None:
     ):
         arguments = {"job-id": "d", "device": "a", "target": target, "sync": "full"}
         arguments.update(change)
-        log.send("drive-mirror", {k: v for k, v in arguments.items() if v is not None})
+        log.cmd("drive-mirror", {k: v for k, v in arguments.items() if v is not None})
         if os.path.exists(target):
             log.lines.append(f"(created {os.path.basename(target)})")
             os.unlink(target)
-    log.drain(0.1)
+    log.settle(0.1)
 
 
-def test_argument_errors_have_qsd_texts(qjobd: Callable[[Path], Log], tmp_path: Path) -> None:
-    log = qjobd(tmp_path)
+def test_argument_errors_have_qsd_texts(qjobd: Callable[[], Transcript], tmp_path: Path) -> None:
+    log = qjobd()
     _error_exchanges(log, tmp_path)
     replies = [json.loads(line[2:]) for line in log.lines
                if line.startswith("< {\"error\"")]
@@ -336,31 +226,26 @@ def test_argument_errors_have_qsd_texts(qjobd: Callable[[Path], Log], tmp_path: 
 
 
 @pytest.fixture
-def both(tmp_path: Path) -> Iterator[dict[str, tuple[Log, Path]]]:
-    """A QSD and a qjobd, each with a log and its own image directory."""
-    if not qsd_available():
-        pytest.skip("qemu-storage-daemon is not installed")
-    processes = []
-    result: dict[str, tuple[Log, Path]] = {}
+def both(qsd_socket: Path, qjobd_socket: Path,
+         tmp_path: Path) -> Iterator[dict[str, tuple[Transcript, Path]]]:
+    """A QSD and a qjobd, each with a transcript and its own image directory."""
+    result: dict[str, tuple[Transcript, Path]] = {}
     try:
-        for name, start in (("qsd", start_qsd), ("qjobd", start_qjobd)):
+        for name, socket in (("qsd", qsd_socket), ("qjobd", qjobd_socket)):
             directory = tmp_path / name
             directory.mkdir()
-            processes.append(start(directory / "s.sock"))
-            result[name] = (Log(directory / "s.sock", directory), directory)
+            result[name] = (Transcript(socket, directory), directory)
         yield result
     finally:
         for log, _ in result.values():
             log.close()
-        for process in processes:
-            stop(process)
 
 
 _STATUS = re.compile(r'^< \{"event": "JOB_STATUS_CHANGE", "data": \{"status": "(\w+)", '
                      r'"id": "(.*)"\}\}$')
 
 
-def without_drain_pairs(lines: list[str]) -> list[str]:
+def without_drain_lines(lines: list[str]) -> list[str]:
     """Drop the paused/running (standby/ready) pairs QEMU emits when it drains a job
     around another command; they are not part of the contract."""
     out: list[str] = []
@@ -376,141 +261,141 @@ def without_drain_pairs(lines: list[str]) -> list[str]:
     return out
 
 
-def _differential(both: dict[str, tuple[Log, Path]],
-                  scenario: Callable[[Log, Path], None]) -> dict[str, Path]:
+def _differential(both: dict[str, tuple[Transcript, Path]],
+                  scenario: Callable[[Transcript, Path], None]) -> dict[str, Path]:
     # A hole in the middle, so that sparseness is compared too.
     for _, directory in both.values():
-        make_image(directory / "a.img", 16 * MiB, data=True, seed=7, hole=(4 * MiB, 2 * MiB))
+        make_image(directory / "a.img", 16 * MiB, [(0, 4 * MiB), (6 * MiB, 10 * MiB)], seed=7)
     for log, directory in both.values():
         make_image(directory / "b.img", 16 * MiB)
-        log.quiet("blockdev-add", raw_node("a", directory / "a.img"))
-        log.quiet("blockdev-add", raw_node("b", directory / "b.img"))
+        log.quiet("blockdev-add", raw_opts("a", directory / "a.img"))
+        log.quiet("blockdev-add", raw_opts("b", directory / "b.img"))
         scenario(log, directory)
-        log.drain(0.2)
-    assert (without_drain_pairs(both["qjobd"][0].lines)
-            == without_drain_pairs(both["qsd"][0].lines))
+        log.settle(0.2)
+    assert (without_drain_lines(both["qjobd"][0].lines)
+            == without_drain_lines(both["qsd"][0].lines))
     return {name: directory for name, (_, directory) in both.items()}
 
 
-def _ready(log: Log, job_id: str = "m", **extra: Any) -> None:
-    log.send("blockdev-mirror", {"job-id": job_id, "device": "a", "target": "b",
+def _ready(log: Transcript, job_id: str = "m", **extra: Any) -> None:
+    log.cmd("blockdev-mirror", {"job-id": job_id, "device": "a", "target": "b",
                                  "sync": "full", **extra})
     log.until("BLOCK_JOB_READY")
 
 
-def test_differential_ready_then_complete(both: dict[str, tuple[Log, Path]]) -> None:
-    def scenario(log: Log, directory: Path) -> None:
+def test_differential_ready_then_complete(both: dict[str, tuple[Transcript, Path]]) -> None:
+    def scenario(log: Transcript, directory: Path) -> None:
         _ready(log)
-        log.send("query-block-jobs")
-        log.send("query-named-block-nodes", {"flat": False})
-        log.send("block-job-complete", {"device": "m"})
+        log.cmd("query-block-jobs")
+        log.cmd("query-named-block-nodes", {"flat": False})
+        log.cmd("block-job-complete", {"device": "m"})
         log.until_status("m", "null")
-        log.send("query-named-block-nodes", {"flat": True})
+        log.cmd("query-named-block-nodes", {"flat": True})
 
     dirs = _differential(both, scenario)
     for directory in dirs.values():
-        qemu_img_compare(directory / "a.img", directory / "b.img")
-    qemu_img_compare(dirs["qsd"] / "b.img", dirs["qjobd"] / "b.img")
+        assert_same_content(directory / "a.img", directory / "b.img")
+    assert_same_content(dirs["qsd"] / "b.img", dirs["qjobd"] / "b.img")
 
 
-def test_differential_ready_then_block_job_cancel(both: dict[str, tuple[Log, Path]]) -> None:
-    def scenario(log: Log, directory: Path) -> None:
+def test_differential_ready_then_block_job_cancel(both: dict[str, tuple[Transcript, Path]]) -> None:
+    def scenario(log: Transcript, directory: Path) -> None:
         _ready(log, **{"auto-dismiss": False})
-        log.send("block-job-cancel", {"device": "m"})
+        log.cmd("block-job-cancel", {"device": "m"})
         log.until_status("m", "concluded")
-        log.send("query-jobs")
-        log.send("job-dismiss", {"id": "m"})
-        log.send("query-named-block-nodes", {"flat": True})
+        log.cmd("query-jobs")
+        log.cmd("job-dismiss", {"id": "m"})
+        log.cmd("query-named-block-nodes", {"flat": True})
 
     dirs = _differential(both, scenario)
     for directory in dirs.values():
-        qemu_img_compare(directory / "a.img", directory / "b.img")
+        assert_same_content(directory / "a.img", directory / "b.img")
 
 
-def test_differential_ready_then_job_cancel(both: dict[str, tuple[Log, Path]]) -> None:
-    def scenario(log: Log, directory: Path) -> None:
+def test_differential_ready_then_job_cancel(both: dict[str, tuple[Transcript, Path]]) -> None:
+    def scenario(log: Transcript, directory: Path) -> None:
         _ready(log, **{"auto-finalize": False})
-        log.send("job-cancel", {"id": "m"})
+        log.cmd("job-cancel", {"id": "m"})
         log.until_status("m", "null")
-        log.send("query-block-jobs")
+        log.cmd("query-block-jobs")
 
     dirs = _differential(both, scenario)
-    qemu_img_compare(dirs["qsd"] / "b.img", dirs["qjobd"] / "b.img")
+    assert_same_content(dirs["qsd"] / "b.img", dirs["qjobd"] / "b.img")
 
 
 def test_differential_pause_resume_and_verbs_in_ready(
-    both: dict[str, tuple[Log, Path]]
+    both: dict[str, tuple[Transcript, Path]]
 ) -> None:
-    def scenario(log: Log, directory: Path) -> None:
+    def scenario(log: Transcript, directory: Path) -> None:
         make_image(directory / "c.img", 16 * MiB)
-        log.quiet("blockdev-add", raw_node("c", directory / "c.img"))
+        log.quiet("blockdev-add", raw_opts("c", directory / "c.img"))
         _ready(log, **{"filter-node-name": "top"})
         # Nothing else may write the source (or the target) while the mirror runs.
-        log.send("blockdev-backup", {"job-id": "bk", "device": "c", "target": "a",
+        log.cmd("blockdev-backup", {"job-id": "bk", "device": "c", "target": "a",
                                      "sync": "full"})
-        log.send("blockdev-backup", {"job-id": "bk", "device": "c", "target": "b",
+        log.cmd("blockdev-backup", {"job-id": "bk", "device": "c", "target": "b",
                                      "sync": "full"})
-        log.send("job-pause", {"id": "m"})
-        log.send("job-pause", {"id": "m"})
-        log.send("query-block-jobs")
-        log.send("block-job-cancel", {"device": "m"})
-        log.send("job-complete", {"id": "m"})  # accepted in standby: done on resume
-        log.send("blockdev-del", {"node-name": "a"})
-        log.send("blockdev-del", {"node-name": "b"})
-        log.send("blockdev-del", {"node-name": "top"})
-        log.send("blockdev-mirror", {"job-id": "m2", "device": "a", "target": "b",
+        log.cmd("job-pause", {"id": "m"})
+        log.cmd("job-pause", {"id": "m"})
+        log.cmd("query-block-jobs")
+        log.cmd("block-job-cancel", {"device": "m"})
+        log.cmd("job-complete", {"id": "m"})  # accepted in standby: done on resume
+        log.cmd("blockdev-del", {"node-name": "a"})
+        log.cmd("blockdev-del", {"node-name": "b"})
+        log.cmd("blockdev-del", {"node-name": "top"})
+        log.cmd("blockdev-mirror", {"job-id": "m2", "device": "a", "target": "b",
                                      "sync": "full"})
-        log.send("job-resume", {"id": "m"})
+        log.cmd("job-resume", {"id": "m"})
         log.until_status("m", "null")
-        log.send("job-complete", {"id": "m"})
+        log.cmd("job-complete", {"id": "m"})
 
     dirs = _differential(both, scenario)
-    qemu_img_compare(dirs["qsd"] / "b.img", dirs["qjobd"] / "b.img")
+    assert_same_content(dirs["qsd"] / "b.img", dirs["qjobd"] / "b.img")
 
 
-def test_differential_sync_none_and_drive_mirror(both: dict[str, tuple[Log, Path]]) -> None:
-    def scenario(log: Log, directory: Path) -> None:
-        log.send("blockdev-mirror", {"job-id": "n", "device": "a", "target": "b",
+def test_differential_sync_none_and_drive_mirror(both: dict[str, tuple[Transcript, Path]]) -> None:
+    def scenario(log: Transcript, directory: Path) -> None:
+        log.cmd("blockdev-mirror", {"job-id": "n", "device": "a", "target": "b",
                                      "sync": "none"})
-        log.send("query-jobs")
-        log.send("block-job-cancel", {"device": "n"})
+        log.cmd("query-jobs")
+        log.cmd("block-job-cancel", {"device": "n"})
         log.until_status("n", "null")
-        log.send("drive-mirror", {"job-id": "d", "device": "a",
+        log.cmd("drive-mirror", {"job-id": "d", "device": "a",
                                   "target": str(directory / "d.img"), "sync": "top",
                                   "node-name": "dn", "mode": "absolute-paths"})
         log.until("BLOCK_JOB_READY")
-        log.send("query-named-block-nodes", {"flat": True})
-        log.send("blockdev-del", {"node-name": "dn"})
-        log.send("job-complete", {"id": "d"})
+        log.cmd("query-named-block-nodes", {"flat": True})
+        log.cmd("blockdev-del", {"node-name": "dn"})
+        log.cmd("job-complete", {"id": "d"})
         log.until_status("d", "null")
-        log.send("query-named-block-nodes", {"flat": True})
+        log.cmd("query-named-block-nodes", {"flat": True})
 
     dirs = _differential(both, scenario)
     for directory in dirs.values():
-        qemu_img_compare(directory / "a.img", directory / "d.img")
+        assert_same_content(directory / "a.img", directory / "d.img")
 
 
-def test_differential_read_only_source_pivot(both: dict[str, tuple[Log, Path]]) -> None:
+def test_differential_read_only_source_pivot(both: dict[str, tuple[Transcript, Path]]) -> None:
     """The target takes the read-only flag of the node it replaces, file child too."""
-    def scenario(log: Log, directory: Path) -> None:
+    def scenario(log: Transcript, directory: Path) -> None:
         make_image(directory / "r.img", 16 * MiB, data=True, seed=9)
-        log.send("blockdev-add", {**raw_node("r", directory / "r.img"), "read-only": True})
-        log.send("blockdev-mirror", {"job-id": "m", "device": "r", "target": "b",
+        log.cmd("blockdev-add", {**raw_opts("r", directory / "r.img"), "read-only": True})
+        log.cmd("blockdev-mirror", {"job-id": "m", "device": "r", "target": "b",
                                      "sync": "full", "granularity": 4096})
         log.until("BLOCK_JOB_READY")
-        log.send("query-named-block-nodes", {"flat": True})
-        log.send("job-complete", {"id": "m"})
+        log.cmd("query-named-block-nodes", {"flat": True})
+        log.cmd("job-complete", {"id": "m"})
         log.until_status("m", "null")
-        log.send("query-named-block-nodes", {"flat": True})
-        log.send("blockdev-mirror", {"job-id": "m", "device": "a", "target": "b",
+        log.cmd("query-named-block-nodes", {"flat": True})
+        log.cmd("blockdev-mirror", {"job-id": "m", "device": "a", "target": "b",
                                      "sync": "full"})
 
     dirs = _differential(both, scenario)
     for directory in dirs.values():
-        qemu_img_compare(directory / "r.img", directory / "b.img")
+        assert_same_content(directory / "r.img", directory / "b.img")
 
 
-def test_differential_argument_errors(both: dict[str, tuple[Log, Path]]) -> None:
+def test_differential_argument_errors(both: dict[str, tuple[Transcript, Path]]) -> None:
     for log, directory in both.values():
         _error_exchanges(log, directory)
     assert both["qjobd"][0].lines == both["qsd"][0].lines
@@ -527,18 +412,18 @@ def _target_consistent(source: bytes, target: bytes, block: int = 4096) -> None:
         assert piece in (source[offset:offset + block], zero), offset
 
 
-def test_cancel_at_random_points(qjobd: Callable[[Path], Log], tmp_path: Path) -> None:
-    log = qjobd(tmp_path)
+def test_cancel_at_random_points(qjobd: Callable[[], Transcript], tmp_path: Path) -> None:
+    log = qjobd()
     source = make_image(tmp_path / "a.img", 32 * MiB, data=True, seed=3)
     make_image(tmp_path / "b.img", 32 * MiB)
-    before = sha256(source)
-    log.quiet("blockdev-add", raw_node("a", source))
-    log.quiet("blockdev-add", raw_node("b", tmp_path / "b.img"))
+    before = digest(source)
+    log.quiet("blockdev-add", raw_opts("a", source))
+    log.quiet("blockdev-add", raw_opts("b", tmp_path / "b.img"))
     rng = random.Random(2024)
     verbs = [("job-cancel", {}), ("block-job-cancel", {}), ("block-job-cancel", {"force": True})]
     for round_number in range(6):
         job_id = f"m{round_number}"
-        assert log.send("blockdev-mirror", {
+        assert log.cmd("blockdev-mirror", {
             "job-id": job_id, "device": "a", "target": "b", "sync": "full",
             "speed": 64 * MiB, "buf-size": MiB,
         }) == {"return": {}}
@@ -548,12 +433,12 @@ def test_cancel_at_random_points(qjobd: Callable[[Path], Log], tmp_path: Path) -
         else:
             time.sleep(rng.uniform(0, 0.7))
         key = "id" if verb == "job-cancel" else "device"
-        assert log.send(verb, {key: job_id, **extra}) == {"return": {}}
+        assert log.cmd(verb, {key: job_id, **extra}) == {"return": {}}
         mark = len(log.lines)
         log.until_status(job_id, "null")
         outcome = "\n".join(log.lines[mark:])
-        assert log.send("query-jobs") == {"return": []}
-        assert sha256(source) == before
+        assert log.cmd("query-jobs") == {"return": []}
+        assert digest(source) == before
         copied = (tmp_path / "b.img").read_bytes()
         if "BLOCK_JOB_COMPLETED" in outcome:
             # Soft cancel of a ready mirror: a complete, consistent copy.
@@ -565,68 +450,34 @@ def test_cancel_at_random_points(qjobd: Callable[[Path], Log], tmp_path: Path) -
         os.truncate(tmp_path / "b.img", 32 * MiB)
     # Still serving, and a last mirror gets all the way.
     _ready(log, "last")
-    log.send("job-complete", {"id": "last"})
+    log.cmd("job-complete", {"id": "last"})
     log.until_status("last", "null")
-    qemu_img_compare(source, tmp_path / "b.img")
-    assert sha256(source) == before
+    assert_same_content(source, tmp_path / "b.img")
+    assert digest(source) == before
 
 
 def test_job_outlives_the_client_that_started_it(
-    qjobd: Callable[[Path], Log], tmp_path: Path
+    qjobd: Callable[[], Transcript], tmp_path: Path
 ) -> None:
-    first = qjobd(tmp_path)
+    first = qjobd()
     source = make_image(tmp_path / "a.img", 16 * MiB, data=True)
     make_image(tmp_path / "b.img", 16 * MiB)
-    first.quiet("blockdev-add", raw_node("a", source))
-    first.quiet("blockdev-add", raw_node("b", tmp_path / "b.img"))
-    first.send("blockdev-mirror", {"job-id": "m", "device": "a", "target": "b",
+    first.quiet("blockdev-add", raw_opts("a", source))
+    first.quiet("blockdev-add", raw_opts("b", tmp_path / "b.img"))
+    first.cmd("blockdev-mirror", {"job-id": "m", "device": "a", "target": "b",
                                    "sync": "full", "speed": 4 * MiB, "buf-size": MiB})
     first.close()
-    second = qjobd(tmp_path)
-    jobs = second.send("query-jobs")["return"]
+    second = qjobd()
+    jobs = second.cmd("query-jobs")["return"]
     assert [(job["id"], job["status"]) for job in jobs] == [("m", "running")]
-    assert second.send("block-job-set-speed", {"device": "m", "speed": 0}) == {"return": {}}
+    assert second.cmd("block-job-set-speed", {"device": "m", "speed": 0}) == {"return": {}}
     second.until("BLOCK_JOB_READY")
-    second.send("block-job-complete", {"device": "m"})
+    second.cmd("block-job-complete", {"device": "m"})
     second.until_status("m", "null")
-    qemu_img_compare(source, tmp_path / "b.img")
+    assert_same_content(source, tmp_path / "b.img")
 
 
 # Section: in process - writes to the source are followed
-
-
-class Events:
-    def __init__(self, bus: EventBus) -> None:
-        self.seen: list[tuple[str, dict[str, Any] | None]] = []
-        self.changed = trio.Event()
-        bus.observers.append(self._record)
-
-    def _record(self, name: str, data: dict[str, Any] | None) -> None:
-        self.seen.append((name, data))
-        self.changed.set()
-        self.changed = trio.Event()
-
-    def statuses(self, job_id: str) -> list[str]:
-        return [data["status"] for name, data in self.seen
-                if name == "JOB_STATUS_CHANGE" and data and data["id"] == job_id]
-
-    async def wait_status(self, job_id: str, status: str) -> None:
-        with trio.fail_after(30):
-            while status not in self.statuses(job_id):
-                await self.changed.wait()
-
-
-@pytest.fixture
-async def engine() -> AsyncIterator[tuple[BlockGraph, JobManager, Events]]:
-    graph = BlockGraph()
-    bus = event_bus()
-    manager = JobManager(bus)
-    events = Events(bus)
-    async with trio.open_nursery() as nursery:
-        manager.attach(nursery)
-        yield graph, manager, events
-        nursery.cancel_scope.cancel()
-    graph.close_all()
 
 
 def mirror_options(*, job_id: str = "", speed: int = 0, **mirror: Any) -> MirrorOptions:
@@ -634,19 +485,11 @@ def mirror_options(*, job_id: str = "", speed: int = 0, **mirror: Any) -> Mirror
     return MirrorOptions(common=BlockJobOptions(job_id, speed=speed), **mirror)
 
 
-def start_mirror(graph: BlockGraph, manager: JobManager, options: MirrorOptions) -> Job:
+def start_mirror(engine: Engine, options: MirrorOptions) -> Job:
     """setup_mirror, then start the job as the handlers do."""
-    job = setup_mirror(graph, manager, options)
-    manager.start(job)
+    job = setup_mirror(engine.graph, engine.manager, options)
+    engine.manager.start(job)
     return job
-
-
-async def _until(predicate: Callable[[], bool]) -> None:
-    with trio.fail_after(30):
-        while True:
-            if predicate():
-                return
-            await trio.sleep(0.005)
 
 
 def _writes(node: BlockNode, seed: int, count: int, size: int) -> list[tuple[int, bytes]]:
@@ -664,14 +507,14 @@ def _writes(node: BlockNode, seed: int, count: int, size: int) -> list[tuple[int
 
 
 async def test_writes_while_running_and_ready_are_mirrored(
-    engine: tuple[BlockGraph, JobManager, Events], tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    graph, manager, events = engine
+    graph, events = engine.graph, engine.events
     src_path = make_image(tmp_path / "src.img", 16 * MiB, data=True)
     dst_path = make_image(tmp_path / "dst.img", 16 * MiB)
-    source = graph.add(raw_node("src", src_path))
-    target = graph.add(raw_node("dst", dst_path))
-    job = start_mirror(graph, manager, mirror_options(
+    source = graph.add(raw_opts("src", src_path))
+    target = graph.add(raw_opts("dst", dst_path))
+    job = start_mirror(engine, mirror_options(
         source=source, target=target, sync="full", job_id="m", buf_size=MiB))
     # A writer racing with the first pass.
     await trio.to_thread.run_sync(_writes, source, 1, 200, 4096)
@@ -681,14 +524,14 @@ async def test_writes_while_running_and_ready_are_mirrored(
     assert total >= 16 * MiB
     # Writes in ready: the job wakes up, copies them, the totals grow.
     await trio.to_thread.run_sync(_writes, source, 2, 50, 64 << 10)
-    await _until(lambda: job.progress_total > total
-                 and job.progress_current == job.progress_total
-                 and isinstance(job.driver, MirrorDriver)
-                 and job.driver.bitmap.count() == 0)
+    await events.wait_for(lambda: job.progress_total > total
+                          and job.progress_current == job.progress_total
+                          and isinstance(job.driver, MirrorDriver)
+                          and job.driver.bitmap.count() == 0)
     assert job.status.value == "ready"
     source.pwrite(MiB + 17, b"last word")  # from the event-loop thread as well
-    await _until(lambda: isinstance(job.driver, MirrorDriver)
-                 and job.driver.bitmap.count() == 0 and not job.busy)
+    await events.wait_for(lambda: isinstance(job.driver, MirrorDriver)
+                          and job.driver.bitmap.count() == 0 and not job.busy)
     job.user_complete()
     await events.wait_status("m", "null")
     assert events.statuses("m") == [
@@ -703,22 +546,22 @@ async def test_writes_while_running_and_ready_are_mirrored(
 
 
 async def test_sync_none_copies_only_new_writes(
-    engine: tuple[BlockGraph, JobManager, Events], tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    graph, manager, events = engine
+    graph, manager, events = engine.graph, engine.manager, engine.events
     src_path = make_image(tmp_path / "src.img", 4 * MiB, data=True)
     dst_path = make_image(tmp_path / "dst.img", 4 * MiB)
-    source = graph.add(raw_node("src", src_path))
-    target = graph.add(raw_node("dst", dst_path))
-    job = start_mirror(graph, manager, mirror_options(
+    source = graph.add(raw_opts("src", src_path))
+    target = graph.add(raw_opts("dst", dst_path))
+    job = start_mirror(engine, mirror_options(
         source=source, target=target, sync="none", job_id="n"))
     await events.wait_status("n", "ready")
     assert (job.progress_current, job.progress_total) == (0, 0)
     await trio.to_thread.run_sync(source.pwrite, 2 * MiB, b"\x01" * 4096)
-    await _until(lambda: job.progress_current == 64 << 10 == job.progress_total)
+    await events.wait_for(lambda: job.progress_current == 64 << 10 == job.progress_total)
     manager.user_cancel(job, force=False)  # soft: finish without pivot, as a consistent copy
     await events.wait_status("n", "null")
-    assert ("BLOCK_JOB_COMPLETED" in [name for name, _ in events.seen])
+    assert "BLOCK_JOB_COMPLETED" in events.names()
     copied = dst_path.read_bytes()
     granule = slice(2 * MiB, 2 * MiB + (64 << 10))
     assert copied[granule] == src_path.read_bytes()[granule]
@@ -727,18 +570,18 @@ async def test_sync_none_copies_only_new_writes(
 
 
 async def test_pivot_moves_the_source_users_to_the_target(
-    engine: tuple[BlockGraph, JobManager, Events], tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
     """A user of the source (here a backend) reads the target after complete."""
-    graph, manager, events = engine
+    graph, events = engine.graph, engine.events
     src_path = make_image(tmp_path / "src.img", 4 * MiB, data=True)
     dst_path = make_image(tmp_path / "dst.img", 4 * MiB)
-    source = graph.add(raw_node("src", src_path))
-    target = graph.add(raw_node("dst", dst_path))
+    source = graph.add(raw_opts("src", src_path))
+    target = graph.add(raw_opts("dst", dst_path))
     from qjobd.block import EdgeKind
 
     user = graph.acquire(source, "block device 'disk'", True, kind=EdgeKind.BACKEND)
-    job = start_mirror(graph, manager, mirror_options(
+    job = start_mirror(engine, mirror_options(
         source=source, target=target, sync="full", job_id="m"))
     top = next(node for node in graph if node.format_name == "mirror_top")
     assert user.node is top  # the filter took the source's users
@@ -752,17 +595,17 @@ async def test_pivot_moves_the_source_users_to_the_target(
 
 
 async def test_cancel_before_ready_gives_the_users_back(
-    engine: tuple[BlockGraph, JobManager, Events], tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    graph, manager, events = engine
-    source = graph.add(raw_node("src", make_image(tmp_path / "s.img", 8 * MiB, data=True)))
-    target = graph.add(raw_node("dst", make_image(tmp_path / "d.img", 8 * MiB)))
+    graph, manager, events = engine.graph, engine.manager, engine.events
+    source = graph.add(raw_opts("src", make_image(tmp_path / "s.img", 8 * MiB, data=True)))
+    target = graph.add(raw_opts("dst", make_image(tmp_path / "d.img", 8 * MiB)))
     from qjobd.block import EdgeKind
 
     user = graph.acquire(source, "block device 'disk'", False, kind=EdgeKind.BACKEND)
-    job = start_mirror(graph, manager, mirror_options(
+    job = start_mirror(engine, mirror_options(
         source=source, target=target, sync="full", job_id="m", speed=MiB, buf_size=MiB))
-    await _until(lambda: job.progress_current > 0)
+    await events.wait_for(lambda: job.progress_current > 0)
     manager.user_cancel(job, force=False)  # before ready every cancel is a forced one
     await events.wait_status("m", "null")
     assert events.statuses("m")[-3:] == ["aborting", "concluded", "null"]
@@ -772,11 +615,11 @@ async def test_cancel_before_ready_gives_the_users_back(
 
 
 async def test_setup_failures_leave_the_graph_as_it_was(
-    engine: tuple[BlockGraph, JobManager, Events], tmp_path: Path
+    engine: Engine, tmp_path: Path
 ) -> None:
-    graph, manager, events = engine
-    source = graph.add(raw_node("src", make_image(tmp_path / "s.img", MiB)))
-    target = graph.add(raw_node("dst", make_image(tmp_path / "d.img", MiB)))
+    graph, manager, events = engine.graph, engine.manager, engine.events
+    source = graph.add(raw_opts("src", make_image(tmp_path / "s.img", MiB)))
+    target = graph.add(raw_opts("dst", make_image(tmp_path / "d.img", MiB)))
     names = sorted(node.node_name for node in graph)
     for options, text in (
         (mirror_options(source=source, target=target, sync="full", job_id="bad id"),
@@ -787,7 +630,7 @@ async def test_setup_failures_leave_the_graph_as_it_was(
                        filter_node_name="src"), "Duplicate nodes with node-name='src'"),
     ):
         with pytest.raises(QMPError, match=re.escape(text)):
-            start_mirror(graph, manager, options)
+            start_mirror(engine, options)
         assert sorted(node.node_name for node in graph) == names
         assert source.parents == []
         assert target.parents == []
@@ -795,7 +638,7 @@ async def test_setup_failures_leave_the_graph_as_it_was(
         assert not graph.is_blocked(target)
         assert source.dirty_bitmaps == ()
     assert manager.jobs == {}
-    job: Job = start_mirror(graph, manager, mirror_options(
+    job: Job = start_mirror(engine, mirror_options(
         source=source, target=target, sync="full", job_id="m"))
     await events.wait_status("m", "ready")
     manager.user_cancel(job, force=True)

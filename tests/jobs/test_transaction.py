@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from backuphelpers import Client, MiB, make_image, need_qemu_img, same_content, without_drain_pairs
+from helpers.client import Client, without_drain_pairs
+from helpers.images import MiB, assert_same_content, make_image, need_qemu_img
 
 GROUPED = {"completion-mode": "grouped"}
 
@@ -24,11 +25,11 @@ def bb(job: str, device: str, target: str, **extra: Any) -> dict[str, Any]:
 
 
 def setup(c: Client, tmp_path: Path, failing: bool = False) -> None:
-    c.add_raw("a", make_image(tmp_path / "a.img", 32 * MiB, seed=31))
-    c.add_raw("b", make_image(tmp_path / "b.img", 32 * MiB))
-    c.add_raw("c", make_image(tmp_path / "c.img", 32 * MiB))
+    c.add_raw("a", make_image(tmp_path / "a.img", 32 * MiB, data=True, seed=31))
+    c.add_raw("b", make_image(tmp_path / "b.img", 32 * MiB, data=True))
+    c.add_raw("c", make_image(tmp_path / "c.img", 32 * MiB, data=True))
     if failing:
-        c.add_blkdebug("e", make_image(tmp_path / "e.img", 32 * MiB, seed=32),
+        c.add_blkdebug("e", make_image(tmp_path / "e.img", 32 * MiB, data=True, seed=32),
                        [{"event": "read_aio", "errno": 5, "sector": 2048}])
 
 
@@ -141,7 +142,7 @@ def test_individual_failure_leaves_the_other(qjobd_socket: Path, tmp_path: Path)
         assert without_drain_pairs(c.statuses("t1")) == [
             "created", "running", "waiting", "pending", "concluded", "null"]
         assert c.statuses("t2") == ["created", "running", "aborting", "concluded", "null"]
-    assert same_content(tmp_path / "a.img", tmp_path / "b.img")
+    assert_same_content(tmp_path / "a.img", tmp_path / "b.img")
 
 
 def test_prepare_failures_roll_back(qjobd_socket: Path, tmp_path: Path) -> None:
@@ -221,8 +222,8 @@ def test_grouped_success_with_drive_backup(qjobd_socket: Path, tmp_path: Path) -
         assert order[2:] == [
             ("t4", "pending"), ("t3", "pending"), ("t4", None), ("t4", "concluded"),
             ("t4", "null"), ("t3", None), ("t3", "concluded"), ("t3", "null")]
-    assert same_content(tmp_path / "a.img", image)
-    assert same_content(tmp_path / "a.img", tmp_path / "b.img")
+    assert_same_content(tmp_path / "a.img", image)
+    assert_same_content(tmp_path / "a.img", tmp_path / "b.img")
 
 
 def test_grouped_failure_same_as_qsd(qjobd_socket: Path, qsd_socket: Path,
@@ -248,4 +249,4 @@ def test_grouped_failure_same_as_qsd(qjobd_socket: Path, qsd_socket: Path,
             results.append((reply, events, c.raw("query-jobs")))
     assert results[0] == results[1]
     # The failed member copied every chunk but the failing one, on both daemons.
-    assert same_content(tmp_path / "qsd" / "c.img", tmp_path / "qjobd" / "c.img")
+    assert_same_content(tmp_path / "qsd" / "c.img", tmp_path / "qjobd" / "c.img")

@@ -85,7 +85,8 @@ def _qsd_binary() -> str:
 
 
 def _run_qsd(workdir: Path, isolate: bool) -> Iterator[Any]:
-    from wire import Wire, stop, wait_for_socket
+    from helpers.daemons import stop, wait_for_socket
+    from helpers.wire import Wire
 
     binary = _qsd_binary()
     sock = workdir / "qsd.sock"
@@ -113,7 +114,7 @@ def _run_qsd(workdir: Path, isolate: bool) -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def live_qsd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """A negotiated raw QMP connection (``tests/wire.py``) to a real
+    """A negotiated raw QMP connection (``helpers.wire``) to a real
     qemu-storage-daemon, in a directory of its own and, where possible, in a new
     network namespace.  Only requests whose handlers are harmless are sent to it."""
     yield from _run_qsd(tmp_path_factory.mktemp("qsd"), isolate=False)

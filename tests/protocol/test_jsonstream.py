@@ -29,9 +29,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers.wire import Wire
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wire import Wire
 
 from qjobd.protocol import jsonstream
 from qjobd.protocol.jsonstream import (

@@ -18,7 +18,6 @@ random digits are masked before comparing, the counter must agree.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -27,16 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wire import Wire, qsd_available, start_qjobd, start_qsd, stop
-
-MiB = 1 << 20
+from helpers.daemons import qsd_available, start_qjobd, start_qsd, stop
+from helpers.images import MiB, allocated, qemu_img_available
+from helpers.wire import Wire
 
 _GENERATED = re.compile(rb"#block(\d+)\d\d")
 
-needs_qemu_img = pytest.mark.skipif(
-    shutil.which("qemu-img") is None, reason="qemu-img is not installed"
-)
-pytestmark = needs_qemu_img
+pytestmark = pytest.mark.skipif(not qemu_img_available(), reason="qemu-img is not installed")
 
 
 def masked(line: bytes | None) -> bytes | None:
@@ -47,11 +43,6 @@ def masked(line: bytes | None) -> bytes | None:
 def qemu_img(path: Path, size: int) -> Path:
     subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(path), str(size)], check=True)
     return path
-
-
-def allocated(path: Path) -> int:
-    """What QEMU reports as actual-size: the blocks the file uses on the host."""
-    return os.stat(path).st_blocks * 512
 
 
 def request(execute: str, arguments: dict[str, Any] | None = None) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 import trio.lowlevel
-from wire import Wire
+from helpers.wire import Wire
 
 from qjobd.server.connection import OUTGOING_LIMIT
 from qjobd.server.daemon import Daemon

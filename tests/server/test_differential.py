@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from exchanges import TRANSCRIPT
-from wire import Wire
+from helpers.wire import Wire
 
 # Inputs whose answers depend on what each daemon has, not on the protocol.
 EXTRA = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from exchanges import TRANSCRIPT
-from wire import Wire
+from helpers.wire import Wire
 
 from qjobd import __version__
 
@@ -54,7 +54,7 @@ def test_query_version_matches_greeting(qjobd_socket: Path) -> None:
 
 
 def test_quit_answers_then_exits(tmp_path: Path) -> None:
-    from wire import start_qjobd, stop
+    from helpers.daemons import start_qjobd, stop
 
     path = tmp_path / "q.sock"
     process = start_qjobd(path)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import select
-import signal
 import socket
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +27,8 @@ class Wire:
                 time.sleep(0.01)
         self.buffer = b""
         self.events: list[dict[str, Any]] = []
+        #: Called with every line received (a transcript keeps them so).
+        self.on_line: Callable[[bytes], None] | None = None
 
     def close(self) -> None:
         self.sock.close()
@@ -58,6 +57,8 @@ class Wire:
                 return None
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
+        if self.on_line is not None:
+            self.on_line(line + b"\n")
         return line + b"\n"
 
     def message(self, timeout: float = 10.0) -> dict[str, Any] | None:
@@ -94,54 +95,3 @@ class Wire:
         assert "QMP" in greeting
         assert self.cmd("qmp_capabilities") == {"return": {}}
         return greeting
-
-
-def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            message = process.stderr.read() if process.stderr else b""
-            if process.stderr:
-                process.stderr.close()
-            raise RuntimeError(f"daemon exited early: {message!r}")
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.01)
-
-
-def start_qjobd(socket_path: Path, *extra: str) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "qjobd", "--socket", str(socket_path), *extra],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    wait_for_socket(socket_path, process)
-    return process
-
-
-def start_qsd(socket_path: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        ["qemu-storage-daemon", "--chardev",
-         f"socket,path={socket_path},server=on,wait=off,id=c0", "--monitor", "chardev=c0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    wait_for_socket(socket_path, process)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stderr:
-        process.stderr.close()
-
-
-def qsd_available() -> bool:
-    return any(
-        os.access(os.path.join(directory, "qemu-storage-daemon"), os.X_OK)
-        for directory in os.environ.get("PATH", "").split(os.pathsep)
-    )

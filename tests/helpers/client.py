@@ -1,26 +1,32 @@
-"""Helpers for the backup, create and transaction tests (plain module, imported by name).
+"""QMP clients for tests on top of the raw :class:`~helpers.wire.Wire`.
 
-:class:`Client` wraps the raw-socket :class:`wire.Wire` with what job tests need:
-waiting for a job's status, the JOB_STATUS_CHANGE sequence of each job, and replies
-as the exact lines the daemon sent.  The same code drives qjobd and
+:class:`Client` adds what job tests need: replies as the exact lines the daemon sent,
+waiting for a job's status, and the events of each job.  :class:`Transcript` also
+keeps everything sent and received as normalized lines, for comparing sessions
+with recorded ones or with qemu-storage-daemon's.  The same code drives qjobd and
 qemu-storage-daemon, so differential tests run one scenario against both.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import random
-import subprocess
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from wire import Wire
+from helpers.nodes import file_opts, raw_opts
+from helpers.wire import Wire
 
-MiB = 1 << 20
+Message = dict[str, Any]
+
+
+def request(execute: str, arguments: dict[str, Any] | None = None) -> Message:
+    message: Message = {"execute": execute}
+    if arguments is not None:
+        message["arguments"] = arguments
+    return message
 
 
 class Client:
@@ -29,7 +35,7 @@ class Client:
     def __init__(self, socket_path: Path) -> None:
         self.wire = Wire(socket_path)
         self.wire.negotiate()
-        self.events: list[dict[str, Any]] = []
+        self.events: list[Message] = []
 
     def close(self) -> None:
         self.wire.close()
@@ -46,10 +52,7 @@ class Client:
 
     def raw(self, execute: str, arguments: dict[str, Any] | None = None) -> str:
         """Send a command; its reply exactly as sent (without CR LF)."""
-        request: dict[str, Any] = {"execute": execute}
-        if arguments is not None:
-            request["arguments"] = arguments
-        self.wire.send(json.dumps(request) + "\n")
+        self.wire.send(json.dumps(request(execute, arguments)) + "\n")
         line = self.wire.raw_reply(timeout=30)
         self._collect()
         assert line is not None, f"no reply to {execute}"
@@ -73,7 +76,8 @@ class Client:
         """A position in the events, for waiting only for later ones."""
         return len(self.events)
 
-    def wait(self, predicate: Any, timeout: float = 30.0, after: int = 0) -> dict[str, Any]:
+    def wait(self, predicate: Callable[[Message], bool], timeout: float = 30.0,
+             after: int = 0) -> Message:
         """The first event from index ``after`` on, received or coming, matching."""
         for event in self.events[after:]:
             if predicate(event):
@@ -95,7 +99,7 @@ class Client:
                   and e["data"] == {"status": status, "id": job}, timeout, after)
 
     def wait_event(self, name: str, job: str, timeout: float = 30.0,
-                   after: int = 0) -> dict[str, Any]:
+                   after: int = 0) -> Message:
         return self.wait(lambda e: e["event"] == name
                          and job in (e["data"].get("device"), e["data"].get("id")),
                          timeout, after)
@@ -130,13 +134,78 @@ class Client:
         self.events.clear()
 
     def add_raw(self, node: str, path: Path | str, **extra: Any) -> None:
-        self.ok("blockdev-add", {"driver": "raw", "node-name": node,
-                                 "file": {"driver": "file", "filename": str(path)}, **extra})
+        self.ok("blockdev-add", raw_opts(node, path, **extra))
 
     def add_blkdebug(self, node: str, path: Path | str, rules: list[dict[str, Any]]) -> None:
         self.ok("blockdev-add", {"driver": "raw", "node-name": node, "file": {
             "driver": "blkdebug", "node-name": f"{node}dbg",
-            "image": {"driver": "file", "filename": str(path)}, "inject-error": rules}})
+            "image": file_opts(path), "inject-error": rules}})
+
+
+_TIMESTAMP = re.compile(rb'^\{"timestamp": \{"seconds": \d+, "microseconds": \d+\}, ')
+_NODE_NAME = re.compile(r"#block\d+")
+
+
+def mask_node_names(text: str) -> str:
+    """``text`` with generated node names (#block123...) as #blockN."""
+    return _NODE_NAME.sub("#blockN", text)
+
+
+def normalized(text: str, directory: str) -> str:
+    """``text`` with ``directory`` as /tmp/X and generated node names as #blockN."""
+    return mask_node_names(text.replace(directory, "/tmp/X"))
+
+
+class Transcript(Client):
+    """A client that also keeps, in ``lines``, what was sent ("> ...") and received
+    ("< ...") in order, normalized for comparison: no timestamps, ``directory`` as
+    /tmp/X, generated node names as #blockN."""
+
+    def __init__(self, socket_path: Path, directory: Path) -> None:
+        super().__init__(socket_path)
+        self.directory = str(directory)
+        self.lines: list[str] = []
+        self.wire.on_line = self._received
+
+    def _received(self, line: bytes) -> None:
+        text = _TIMESTAMP.sub(b"{", line).decode().rstrip("\r\n")
+        self.lines.append("< " + normalized(text, self.directory))
+
+    def raw(self, execute: str, arguments: dict[str, Any] | None = None) -> str:
+        self.lines.append("> " + normalized(json.dumps(request(execute, arguments)),
+                                            self.directory))
+        return super().raw(execute, arguments)
+
+    def send_line(self, text: str) -> None:
+        """Send a request as written in a transcript (/tmp/X for the directory)."""
+        self.lines.append("> " + text)
+        self.wire.send(text.replace("/tmp/X", self.directory) + "\n")
+
+    def receive(self, timeout: float = 20) -> Message:
+        """The next message, whatever it is."""
+        line = self.wire.raw_line(timeout)
+        assert line is not None, f"nothing received; so far: {self.lines[-5:]}"
+        message: Message = json.loads(line)
+        if "event" in message:
+            self.events.append(message)
+        return message
+
+    def quiet(self, execute: str, arguments: dict[str, Any] | None = None) -> Message:
+        """Send a command and keep neither it nor its reply (set-up steps)."""
+        mark = len(self.lines)
+        reply: Message = self.cmd(execute, arguments)
+        del self.lines[mark:]
+        return reply
+
+    def until(self, event: str, **data: Any) -> Message:
+        """Receive until a new ``event`` with ``data`` members comes (not one already
+        received)."""
+        return self.wait(lambda message: message["event"] == event and all(
+            message.get("data", {}).get(key) == value for key, value in data.items()
+        ), after=self.mark())
+
+    def until_status(self, job_id: str, status: str) -> None:
+        self.until("JOB_STATUS_CHANGE", id=job_id, status=status)
 
 
 def without_drain_pairs(statuses: list[str]) -> list[str]:
@@ -156,40 +225,3 @@ def without_drain_pairs(statuses: list[str]) -> list[str]:
         result.append(statuses[index])
         index += 1
     return result
-
-
-def make_image(path: Path, size: int, *, seed: int = 0, holes: bool = False,
-               fill: int | None = None) -> Path:
-    """A raw image: random data (with some 1 MiB holes), or every byte ``fill``."""
-    rng = random.Random(seed)
-    with open(path, "wb") as out:
-        out.truncate(size)
-        if fill is not None:
-            out.write(bytes([fill]) * size)
-            return path
-        for offset in range(0, size, MiB):
-            if holes and rng.random() < 0.3:
-                continue
-            out.seek(offset)
-            out.write(rng.randbytes(min(MiB, size - offset)))
-    return path
-
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def same_content(a: Path, b: Path) -> bool:
-    """qemu-img compare (contents, both raw), after checking the sizes agree."""
-    if a.stat().st_size != b.stat().st_size:
-        return False
-    result = subprocess.run(["qemu-img", "compare", "-q", "-f", "raw", "-F", "raw",
-                             str(a), str(b)], capture_output=True, text=True)
-    assert result.returncode in (0, 1), result.stderr
-    return result.returncode == 0
-
-
-def need_qemu_img() -> None:
-    if not any(os.access(os.path.join(d, "qemu-img"), os.X_OK)
-               for d in os.environ.get("PATH", "").split(os.pathsep)):
-        pytest.skip("qemu-img is not installed")

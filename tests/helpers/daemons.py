@@ -1,0 +1,65 @@
+"""qjobd and qemu-storage-daemon as subprocesses on Unix sockets."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Wait until ``process`` created its socket ``path``; raise if it exits first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            message = process.stderr.read() if process.stderr else b""
+            if process.stderr:
+                process.stderr.close()
+            raise RuntimeError(f"daemon exited early: {message!r}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+
+
+def start_qjobd(socket_path: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``python -m qjobd --socket socket_path *extra``, once it listens."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "qjobd", "--socket", str(socket_path), *extra],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    wait_for_socket(socket_path, process)
+    return process
+
+
+def start_qsd(socket_path: Path) -> subprocess.Popen[bytes]:
+    """qemu-storage-daemon with a QMP monitor on ``socket_path``, once it listens."""
+    process = subprocess.Popen(
+        ["qemu-storage-daemon", "--chardev",
+         f"socket,path={socket_path},server=on,wait=off,id=c0", "--monitor", "chardev=c0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    wait_for_socket(socket_path, process)
+    return process
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 seconds."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stderr:
+        process.stderr.close()
+
+
+def qsd_available() -> bool:
+    return any(
+        os.access(os.path.join(directory, "qemu-storage-daemon"), os.X_OK)
+        for directory in os.environ.get("PATH", "").split(os.pathsep)
+    )
