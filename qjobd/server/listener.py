@@ -86,6 +86,10 @@ class UnixListener(trio.abc.Listener[trio.SocketStream]):
         await self._listener.aclose()
 
 
+# The longest socket path the kernel accepts (sun_path holds 108 bytes with the NUL).
+_SUN_PATH_MAX = 107
+
+
 async def open_unix_listener(path: Path, backlog: int = 128) -> UnixListener:
     """Create the socket at ``path``, replacing a stale one.
 
@@ -98,15 +102,27 @@ async def open_unix_listener(path: Path, backlog: int = 128) -> UnixListener:
         except OSError as error:
             raise StartupError(f"qjobd: cannot create {parent}: {error.strerror}") from error
     _clear_stale_socket(path)
+    # The socket is bound and listening under a private name first and only then linked
+    # to its public one, so a client that sees the file is never refused: a plain bind()
+    # would show the file before listen() had been called.
+    staging = parent / f".qjobd-{os.getpid()}"
+    if len(os.fsencode(staging)) > _SUN_PATH_MAX:
+        staging = parent / f".{os.getpid()}"
+    staging.unlink(missing_ok=True)
     sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
-        await sock.bind(str(path))
+        await sock.bind(str(staging))
+        os.chmod(staging, 0o600)
+        sock.listen(backlog)
+        os.link(staging, path)
+    except FileExistsError as error:
+        sock.close()
+        raise StartupError(f"qjobd: another daemon is already listening on {path}") from error
     except OSError as error:
         sock.close()
         raise StartupError(f"qjobd: cannot listen on {path}: {error.strerror}") from error
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
-    sock.listen(backlog)
+        staging.unlink(missing_ok=True)
     return UnixListener(sock, path)
