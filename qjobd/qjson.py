@@ -108,7 +108,7 @@ def _slow_encode(value: Any) -> str:
     if isinstance(value, float):
         return _format_float(value)
     if isinstance(value, str):
-        return _finish(json.dumps(value, ensure_ascii=False))
+        return _finish(_ENCODER.encode(value))
     if isinstance(value, dict):
         keys = tuple(value)
         order = qdict_order(keys) or keys
@@ -117,6 +117,11 @@ def _slow_encode(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_slow_encode(v) for v in value) + "]"
     raise TypeError(f"cannot encode {type(value).__name__} as QMP JSON")
+
+
+# One encoder for every message: json.dumps builds a new one per call whenever an
+# option differs from its defaults, which costs as much as encoding a small reply.
+_ENCODER = json.JSONEncoder(ensure_ascii=False)
 
 
 def _finish(text: str) -> str:
@@ -131,4 +136,4 @@ def encode(value: Any) -> str:
         ordered = _reorder(value)
     except _NeedsSlowPath:
         return _slow_encode(value)
-    return _finish(json.dumps(ordered, ensure_ascii=False))
+    return _finish(_ENCODER.encode(ordered))
