@@ -10,7 +10,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["available_daemons", "start_daemon", "stop_daemons"]
+__all__ = ["available_daemons", "rss_bytes", "start_daemon", "start_daemon_sockets",
+           "stop_daemons"]
 
 
 def available_daemons() -> list[str]:
@@ -23,19 +24,44 @@ def available_daemons() -> list[str]:
 
 def start_daemon(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], Path]:
     """Start ``kind`` ("qjobd" or "qsd") with a QMP socket in ``workdir``."""
-    path = workdir / f"{kind}.sock"
+    process, paths = start_daemon_sockets(kind, workdir, 1)
+    return process, paths[0]
+
+
+def start_daemon_sockets(kind: str, workdir: Path,
+                         clients: int) -> tuple[subprocess.Popen[bytes], list[Path]]:
+    """Start ``kind`` so that ``clients`` clients can be connected at once.
+
+    qjobd serves any number of clients on its one socket: the list repeats it.  A QSD
+    monitor serves one connection at a time, so QSD gets one monitor (and socket)
+    per client.
+    """
     if kind == "qjobd":
+        path = workdir / "qjobd.sock"
+        paths = [path] * clients
         command = [sys.executable, "-m", "qjobd", "--socket", str(path), "--log-level", "warning"]
     else:
-        command = ["qemu-storage-daemon", "--chardev",
-                   f"socket,path={path},server=on,wait=off,id=c0", "--monitor", "chardev=c0"]
+        paths = [workdir / (f"qsd-{i}.sock" if i else "qsd.sock") for i in range(clients)]
+        command = ["qemu-storage-daemon"]
+        for i, path in enumerate(paths):
+            command += ["--chardev", f"socket,path={path},server=on,wait=off,id=c{i}",
+                        "--monitor", f"chardev=c{i}"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
-    while not path.exists():
+    while not all(path.exists() for path in paths):
         if time.monotonic() > deadline or process.poll() is not None:
             raise SystemExit(f"could not start {kind}")
         time.sleep(0.02)
-    return process, path
+    time.sleep(0.05)  # the socket file appears at bind(), a moment before listen()
+    return process, paths
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process ``pid`` (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def stop_daemons(processes: Iterable[subprocess.Popen[bytes]]) -> None:

@@ -4,7 +4,8 @@
 Measures ``query-jobs`` commands per second on one connection, ping-pong (send one,
 wait for its reply) and pipelined (a window of requests in flight), for both daemons,
 then qjobd with 8 connections at once (one client process each).  Prints rates and
-ratios; targets: qjobd >= 1.5x QSD on one connection, 8 connections >= 4x QSD's one.
+ratios against the targets: ping-pong >= 2.5x QSD on one connection and >= 5x QSD's one
+connection with 8; pipelined >= 13x QSD (one connection and 8).
 
     python contrib/bench/qmp_throughput.py [--seconds 3] [--window 32]
 """
@@ -23,6 +24,10 @@ from benchlib import available_daemons, start_daemon, stop_daemons
 
 REQUEST = b'{"execute": "query-jobs"}\n'
 REPLY_END = b"\n"
+
+#: Target ratio qjobd/QSD by (mode, connections); QSD always on one connection.
+TARGETS = {("ping-pong", 1): 2.5, ("ping-pong", 8): 5.0, ("pipelined", 1): 13.0,
+           ("pipelined", 8): 13.0}
 
 
 def connect(path: str) -> socket.socket:
@@ -81,6 +86,10 @@ def pipelined(path: str, seconds: float, window: int) -> float:
     return received / elapsed
 
 
+def verdict(ratio: float, target: float) -> str:
+    return f"(target >= {target:g}x: {'pass' if ratio >= target else 'MISS'})"
+
+
 def _worker(args: tuple[str, str, float, int]) -> float:
     mode, path, seconds, window = args
     return ping_pong(path, seconds) if mode == "ping-pong" else pipelined(path, seconds, window)
@@ -110,7 +119,8 @@ def main() -> None:
                 print(f"{name:6} {mode:10} 1 connection : {rate:10,.0f} commands/s")
             if "qsd" in paths:
                 ratio = rates[("qjobd", mode)] / rates[("qsd", mode)]
-                print(f"       {mode:10} ratio qjobd/qsd: {ratio:.2f}x (target >= 1.5x)")
+                print(f"       {mode:10} ratio qjobd/qsd: {ratio:.2f}x"
+                      f" {verdict(ratio, TARGETS[(mode, 1)])}")
 
         n = options.connections
         for mode in ("ping-pong", "pipelined"):
@@ -123,7 +133,7 @@ def main() -> None:
             if "qsd" in paths:
                 ratio = total / rates[("qsd", mode)]
                 print(f"       {mode:10} ratio vs qsd's one connection: {ratio:.2f}x"
-                      " (target >= 4x)")
+                      f" {verdict(ratio, TARGETS[(mode, 8)])}")
     finally:
         stop_daemons(processes)
         shutil.rmtree(workdir, ignore_errors=True)

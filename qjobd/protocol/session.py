@@ -13,6 +13,13 @@ States: a session starts in *capabilities negotiation*, where only
 ``qmp_capabilities`` exists (anything else is answered "Expecting capabilities
 negotiation with 'qmp_capabilities'"), and moves to *command mode* when that command
 succeeds.  Only sessions in command mode receive events.
+
+Some commands always return the same thing (``query-qmp-schema``: a 40 KB answer that
+costs milliseconds to build and encode).  A :class:`ReplyCache` shared by the sessions
+of one daemon keeps the encoded ``return`` member of such commands, so the edge can
+answer them with :meth:`Session.cached_reply` without running the handler again.  The
+cached reply is spliced from that text and the encoded ``id``, in QEMU's member order,
+so it is byte for byte what encoding the whole reply would give.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import attrs
 from qjobd import qjson
 from qjobd.protocol.jsonstream import JSONParseError, JSONStreamDecoder
 
-__all__ = ["NEGOTIATION_COMMAND", "Call", "Reply", "Session"]
+__all__ = ["NEGOTIATION_COMMAND", "Call", "Reply", "ReplyCache", "Session"]
 
 NEGOTIATION_COMMAND: Final = "qmp_capabilities"
 
@@ -66,6 +73,46 @@ class CommandSpec:
     success_response: bool = True
 
 
+#: The order QEMU prints a success reply's members in (its QDict walking order).
+_REPLY_ORDER: Final = qjson.qdict_order(("return", "id")) or ("return", "id")
+
+
+def _success_text(return_text: str, request_id: Any) -> str:
+    """``{"return": ..., "id": ...}`` from the encoded ``return`` member.
+
+    JSON text composes: a value encodes the same alone as inside an object, and the
+    members and separators around it hold nothing the encoder rewrites.  So this is
+    exactly ``qjson.encode`` of the whole reply, without encoding the result again.
+    """
+    if request_id is _NO_ID:
+        return '{"return": ' + return_text + "}"
+    members = {"return": '"return": ' + return_text, "id": '"id": ' + qjson.encode(request_id)}
+    return "{" + ", ".join(members[key] for key in _REPLY_ORDER) + "}"
+
+
+class ReplyCache:
+    """The encoded results of commands whose result never changes, for every session.
+
+    :param commands: the commands whose result is the same on every call (and whose
+        handler does nothing else); only calls without arguments are answered from
+        the cache, so a call with bad arguments still gets its error.
+    """
+
+    def __init__(self, commands: Iterable[str]) -> None:
+        self.commands = frozenset(commands)
+        self._returns: dict[str, str] = {}
+
+    def return_text(self, command: str, result: Any) -> str:
+        """The encoded ``return`` member for ``result``, encoded on the first call only."""
+        text = self._returns.get(command)
+        if text is None:
+            text = self._returns[command] = qjson.encode({} if result is None else result)
+        return text
+
+    def get(self, command: str) -> str | None:
+        return self._returns.get(command)
+
+
 def error_message(error_class: str, desc: str, request_id: Any = _NO_ID) -> str:
     reply: dict[str, Any] = {"error": {"class": error_class, "desc": desc}}
     if request_id is not _NO_ID:
@@ -80,9 +127,11 @@ class Session:
     :param greeting: the ``QMP`` member of the greeting (version and capabilities).
     """
 
-    def __init__(self, commands: dict[str, CommandSpec], greeting: dict[str, Any]) -> None:
+    def __init__(self, commands: dict[str, CommandSpec], greeting: dict[str, Any],
+                 replies: ReplyCache | None = None) -> None:
         self._commands = commands
         self._greeting = greeting
+        self._replies = replies
         self._decoder = JSONStreamDecoder()
         #: True once ``qmp_capabilities`` succeeded.
         self.negotiated = False
@@ -123,10 +172,27 @@ class Session:
         spec = self._commands[call.command]
         if not spec.success_response:
             return None
+        replies = self._replies
+        if replies is not None and call.command in replies.commands and not call.arguments:
+            return Reply(_success_text(replies.return_text(call.command, result), call.id))
         reply: dict[str, Any] = {"return": {} if result is None else result}
         if call.id is not _NO_ID:
             reply["id"] = call.id
         return Reply(qjson.encode(reply))
+
+    def cached_reply(self, call: Call) -> Reply | None:
+        """The reply to ``call`` from the reply cache; None when it must be run.
+
+        A command is answered from the cache once it has run successfully, and only
+        when it has no arguments to check.
+        """
+        replies = self._replies
+        if replies is None or call.arguments or call.command not in replies.commands:
+            return None
+        text = replies.get(call.command)
+        if text is None or not self._commands[call.command].success_response:
+            return None
+        return Reply(_success_text(text, call.id))
 
     def error_for(self, call: Call, error_class: str, desc: str) -> Reply:
         return Reply(self._error(error_class, desc, call.id))

@@ -26,12 +26,14 @@ from qjobd.block.graph import BlockGraph
 from qjobd.commands.context import Services
 from qjobd.commands.control import version_info
 from qjobd.commands.dispatch import Dispatcher, HandlerMismatch
+from qjobd.commands.introspect import CONSTANT_RESULTS
 from qjobd.jobs.manager import JobManager
 from qjobd.model.registry import Model
+from qjobd.protocol.session import ReplyCache
 from qjobd.qapi.introspect import introspect
 from qjobd.qapi.schema import Schema
 from qjobd.schema_path import bundled_schema_path
-from qjobd.server.connection import Connection
+from qjobd.server.connection import Connection, OutputBudget
 from qjobd.server.events import EventBus
 from qjobd.server.listener import StartupError, open_unix_listener
 
@@ -69,6 +71,10 @@ class Daemon:
         except HandlerMismatch as error:
             raise StartupError(str(error)) from error
         self.greeting = {"version": version_info(), "capabilities": ["oob"]}
+        #: What all clients together have not read yet, against one bound.
+        self.output = OutputBudget()
+        #: Replies that never change, encoded once for every client.
+        self.replies = ReplyCache(CONSTANT_RESULTS)
         self.connections: set[Connection] = set()
         self._exit_requested = trio.Event()
 
@@ -112,7 +118,8 @@ class Daemon:
         logger.info("stopped")
 
     async def _handle_client(self, stream: trio.SocketStream) -> None:
-        connection = Connection(self.dispatcher, self.events, self.greeting, stream)
+        connection = Connection(self.dispatcher, self.events, self.greeting, stream,
+                                output=self.output, replies=self.replies)
         self.connections.add(connection)
         try:
             await connection.run()

@@ -3,9 +3,11 @@
 The bus is the daemon's :class:`~qjobd.jobs.events.EventSink`.  Each payload is built
 through the model from the schema's event type, as replies are, so an emitter whose
 payload does not fit the schema fails loudly (a ``ModelError``) instead of sending
-clients something QEMU never would.  An event is then encoded once and offered to
-each subscriber without waiting: a client that cannot take it is dropped rather than
-allowed to hold up the job or the other clients that raised or receive the event.
+clients something QEMU never would.  An event is then encoded once, to the bytes that
+go on the wire, and that one bytes object is offered to each subscriber without
+waiting: a client that cannot take it (its unsent output is at its bound) is dropped
+rather than allowed to hold up the job or the other clients that raised or receive
+the event.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from typing import Any, Protocol
 from qjobd import qjson
 from qjobd.model.registry import Model
 
-__all__ = ["EventBus", "Subscriber"]
+__all__ = ["EventBus", "Subscriber", "wire_bytes"]
 
 logger = logging.getLogger(__name__)
 
 
+def wire_bytes(text: str) -> bytes:
+    """One encoded message as sent: QEMU ends every message with CR LF."""
+    return (text + "\r\n").encode("utf-8", "surrogatepass")
+
+
 class Subscriber(Protocol):
-    def offer(self, text: str) -> bool:
-        """Queue ``text`` without waiting; False when the queue is full."""
+    def offer(self, data: bytes) -> bool:
+        """Queue ``data`` (one message, line end included) without waiting; False when
+        it does not fit.  ``data`` is shared by every subscriber: never changed."""
 
     def drop(self, reason: str) -> None:
         """Disconnect this client."""
@@ -61,10 +69,10 @@ class EventBus:
         }
         if data is not None:
             message["data"] = data
-        text = qjson.encode(message)
+        wire = wire_bytes(qjson.encode(message))
         for observer in self.observers:
             observer(name, data)
         for subscriber in list(self._subscribers):
-            if not subscriber.offer(text):
+            if not subscriber.offer(wire):
                 self.unsubscribe(subscriber)
-                subscriber.drop("its outgoing queue is full")
+                subscriber.drop(f"event {name} ({len(wire)} bytes) does not fit its unsent output")
