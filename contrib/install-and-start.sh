@@ -15,7 +15,7 @@ command -v qemu-img >/dev/null 2>&1 || {
 }
 
 python3 -m venv /opt/qjobd
-/opt/qjobd/bin/python -m pip install --quiet --disable-pip-version-check .
+/opt/qjobd/bin/python -m pip install --quiet --disable-pip-version-check ".[zstd]"
 ln -sf /opt/qjobd/bin/qjobd /usr/local/bin/qjobd
 
 if [ -f /run/qjobd/qjobd.pid ] && kill -0 "$(cat /run/qjobd/qjobd.pid)" 2>/dev/null; then

@@ -24,7 +24,6 @@ from __future__ import annotations
 import errno as errno_mod
 import os
 import threading
-from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 import attrs
@@ -32,6 +31,7 @@ import attrs
 from qjobd.block.node import (
     BlockNode,
     BlockStatus,
+    ChildOpener,
     CommonOptions,
     Edge,
     Perm,
@@ -188,7 +188,7 @@ class BlkdebugNode(BlockNode):
 
     # Section: open
 
-    def open(self, open_child: Callable[[str], BlockNode]) -> None:
+    def open(self, open_child: ChildOpener) -> None:
         """blkdebug_open: rules, permission tweaks, the image, then the limits."""
         injects: list[dict[str, Any]] = []
         states: list[dict[str, Any]] = []

@@ -18,11 +18,10 @@ import fcntl
 import mmap
 import os
 import stat
-from collections.abc import Callable
 from typing import Any, ClassVar, Final
 
 from qjobd.block import _host
-from qjobd.block.node import BlockNode, BlockStatus, CommonOptions
+from qjobd.block.node import BlockNode, BlockStatus, ChildOpener, CommonOptions
 from qjobd.errors import QMPError
 
 DIRECT_ALIGN: Final = 4096
@@ -70,7 +69,7 @@ class FileNode(BlockNode):
                                "O_DIRECT") from exc
             raise open_error(self.path, exc) from exc
 
-    def open(self, open_child: Callable[[str], BlockNode]) -> None:
+    def open(self, open_child: ChildOpener) -> None:
         """Open the fd, then validate like raw_open_common (its order of errors)."""
         pr_manager = self.options.get("pr-manager")
         if pr_manager is not None:
@@ -217,6 +216,12 @@ class FileNode(BlockNode):
 
     def exact_filename(self) -> str:
         return self.path
+
+    def file_identity(self) -> tuple[int, int] | None:
+        if self.fd < 0:
+            return None
+        info = os.fstat(self.fd)
+        return info.st_dev, info.st_ino
 
 
 def file_extent(fd: int, offset: int, length: int) -> tuple[BlockStatus, int]:

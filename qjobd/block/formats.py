@@ -24,6 +24,8 @@ from qjobd.block.create import FileCreation, create_file
 from qjobd.block.file import FileNode, open_error
 from qjobd.block.node import BlockNode
 from qjobd.block.null import NullNode
+from qjobd.block.qcow2.header import MAGIC as QCOW2_MAGIC
+from qjobd.block.qcow2.node import Qcow2Node
 from qjobd.block.raw import RawNode
 from qjobd.errors import QMPError
 
@@ -43,12 +45,18 @@ NOT_CREATABLE: Final = frozenset({
     "throttle", "vvfat",
 })
 
+#: Drivers whose images QEMU 7.2 creates with blockdev-create (bdrv_co_create).
+BLOCKDEV_CREATE_DRIVERS: Final = frozenset({
+    "file", "gluster", "luks", "nfs", "parallels", "qcow", "qcow2", "qed", "rbd",
+    "ssh", "vdi", "vhdx", "vmdk", "vpc",
+})
+
 #: Drivers whose only filename is their own "<name>://" (bdrv_open with a path).
 NAMED_BY_PROTOCOL: Final = frozenset({"null-aio", "null-co"})
 
 #: Magic numbers of formats QEMU probes that qjobd does not implement: probing
 #: still recognises them, so the client hears "not supported" and not garbage.
-FOREIGN_MAGIC: Final = {b"QFI\xfb": "qcow2"}
+FOREIGN_MAGIC: Final[dict[bytes, str]] = {}
 
 
 def unsupported(fmt: str) -> QMPError:
@@ -98,6 +106,7 @@ DEFAULT_FORMATS: Final = (
     ImageFormat("raw", RawNode, image_file=True, create_image=_create_raw),
     ImageFormat("null-co", NullNode),
     ImageFormat("blkdebug", BlkdebugNode),
+    ImageFormat("qcow2", Qcow2Node, magic=QCOW2_MAGIC),
 )
 
 
@@ -197,6 +206,6 @@ class FormatRegistry:
         image_format = self._formats.get(driver)
         if image_format is not None and image_format.blockdev_create is not None:
             return image_format.blockdev_create(options)
-        if driver in FOREIGN_MAGIC.values():
+        if driver in BLOCKDEV_CREATE_DRIVERS:
             raise unsupported(driver)
         raise QMPError("Driver does not support blockdev-create")

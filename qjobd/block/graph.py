@@ -21,6 +21,7 @@ Three QEMU mechanisms decide who may use a node, and each keeps QEMU's wording:
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Callable, Iterator
 from typing import Any, Final
@@ -101,12 +102,27 @@ class Permission:
         self.release()
 
 
+#: Operations a backing file's op blocker lets through (bdrv_backing_attach).
+BACKING_EXEMPT_OPS: Final = frozenset({"commit-target", "stream", "backup-source",
+                                       "backup-target"})
+
+#: Backing files opened implicitly, one inside another, before qjobd gives up.  QEMU
+#: has no limit; here every level costs about five Python frames in each walk down
+#: the chain (opening, permissions, reads), and 128 levels stay well inside Python's
+#: default recursion limit of 1,000 wherever the walk starts.  Real chains are far
+#: shorter; a longer one is refused with a clear error.
+MAX_BACKING_DEPTH: Final = 128
+
+
 @attrs.define
 class _AddContext:
     """Nodes created by one blockdev-add, so a failure can undo all of them."""
 
     created: list[BlockNode] = attrs.field(factory=list)
     edges: list[Edge] = attrs.field(factory=list)
+    #: Host files of the images whose implicit backing files are being opened,
+    #: outermost first: a backing file among them would make the chain loop.
+    backing_files: list[tuple[int, int] | None] = attrs.field(factory=list)
 
 
 class BlockGraph:
@@ -122,6 +138,8 @@ class BlockGraph:
         self._blockers: dict[BlockNode, list[OpBlocker]] = {}
         self._id_counter = 0
         self._rng = rng or random.Random()
+        #: The op blocker each backing edge puts on its child (bdrv_backing_attach).
+        self._backing_blockers: dict[Edge, OpBlocker] = {}
 
     # Section: names
 
@@ -263,10 +281,15 @@ class BlockGraph:
         self._assign_name(node, options.get("node-name"))
         context.created.append(node)
 
-        def open_child(key: str) -> BlockNode:
-            child = early.get(key)
+        def open_child(key: str, ref: Any = None, /, *, backing: bool = False) -> BlockNode:
+            child = early.get(key) if ref is None else None
             if child is None:
-                child = self._open_ref(options[key], common, context)
+                if ref is None:
+                    ref = options[key]
+                if backing:
+                    child = self._open_backing(node, ref, common, context)
+                else:
+                    child = self._open_ref(ref, common, context)
             edge = Edge(node=child, name=key, kind=EdgeKind.NODE,
                         parent_desc=f"node '{node.node_name}'", parent=node)
             self._attach(edge)
@@ -275,6 +298,38 @@ class BlockGraph:
 
         node.open(open_child)
         return node
+
+    def _open_backing(self, node: BlockNode, ref: Any, parent: CommonOptions,
+                      context: _AddContext) -> BlockNode:
+        """A backing child: read-only by default (bdrv_backing_options), never a loop.
+
+        QEMU opens a backing file that names itself (or an earlier image of the
+        chain) again and again; here the chain's host files are compared and the
+        loop is refused with a clear error instead.
+        """
+        if isinstance(ref, str):
+            return self.lookup(ref)
+        inherited = attrs.evolve(parent, read_only=True, auto_read_only=False)
+        if len(context.backing_files) >= MAX_BACKING_DEPTH:
+            raise QMPError(f"Backing chain is deeper than {MAX_BACKING_DEPTH} images")
+        filename = _ref_filename(ref)
+        if "driver" not in ref and filename is not None:
+            ref = {"driver": self.formats.probe(filename), **ref}
+        if filename is not None:
+            try:
+                info = os.stat(filename)
+            except OSError:
+                pass
+            else:
+                chain = (*context.backing_files, node.file_identity())
+                if (info.st_dev, info.st_ino) in chain:
+                    raise QMPError(f"Backing file '{filename}' is an image of its own "
+                                   "backing chain (the chain loops)")
+        context.backing_files.append(node.file_identity())
+        try:
+            return self._open(ref, inherited, context)
+        finally:
+            context.backing_files.pop()
 
     def _open_ref(self, ref: Any, parent: CommonOptions, context: _AddContext) -> BlockNode:
         """A BlockdevRef: a node name to look up, or options for an implicit child."""
@@ -397,8 +452,17 @@ class BlockGraph:
             if parent is not None:
                 parent.child_edges.remove(edge)
             raise
+        if parent is not None and edge.name == "backing":
+            # A backing file may still be committed into, streamed from and backed
+            # up; everything else (blockdev-del, mirror...) is refused.
+            self._backing_blockers[edge] = self.block_ops(
+                node, f"node is used as backing hd of '{parent.node_name}'",
+                BACKING_EXEMPT_OPS)
 
     def _detach(self, edge: Edge) -> None:
+        blocker = self._backing_blockers.pop(edge, None)
+        if blocker is not None:
+            blocker.release()
         node = edge.node
         if edge in node.parents:
             node.parents.remove(edge)
@@ -510,3 +574,12 @@ class BlockGraph:
                 old.parents.insert(0, edge)
             self._refresh(old, [])
             raise
+
+
+def _ref_filename(ref: dict[str, Any]) -> str | None:
+    """The host file an inline BlockdevRef opens, found down its "file" children."""
+    while isinstance(ref, dict):
+        if ref.get("driver") == "file" and isinstance(ref.get("filename"), str):
+            return str(ref["filename"])
+        ref = ref.get("file")  # type: ignore[assignment]
+    return None

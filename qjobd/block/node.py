@@ -18,8 +18,7 @@ import enum
 import errno
 import os
 import threading
-from collections.abc import Callable
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, Protocol
 
 import attrs
 
@@ -111,6 +110,20 @@ class CommonOptions:
     detect_zeroes: str = "off"
 
 
+class ChildOpener(Protocol):
+    """How a driver's ``open`` gets its children from the graph.
+
+    ``opener(key)`` opens (or looks up) the BlockdevRef in ``options[key]``;
+    ``opener(key, ref)`` opens ``ref`` instead (a backing file named by the image).
+    Either way the result is attached as the child named ``key``.  With
+    ``backing=True`` the child gets QEMU's backing defaults (read-only unless its
+    options say otherwise) and the graph refuses loops and absurd depths.
+    """
+
+    def __call__(self, key: str, ref: Any = None, /, *, backing: bool = False) -> BlockNode:
+        ...
+
+
 class BlockNode:
     """One node of the block graph; subclasses are the drivers.
 
@@ -153,6 +166,10 @@ class BlockNode:
         self.parents: list[Edge] = []
         self.monitor_owned = False
         self.closed = False
+        #: QEMU's auto_backing_file: the backing file this node names when nothing
+        #: overrides it (the header's name, or the implicitly opened node's
+        #: filename); "" when it names none.
+        self.auto_backing_file = ""
         #: Bitmaps marked by every write to this node, newest first (a tuple, so
         #: writer threads iterate a snapshot while the event loop adds or removes).
         self.dirty_bitmaps: tuple[DirtyBitmap, ...] = ()
@@ -188,17 +205,35 @@ class BlockNode:
         """The filtered child when this node is a filter (bdrv_filter_bs)."""
         return self.primary if self.is_filter else None
 
+    @property
+    def backing(self) -> BlockNode | None:
+        """The backing (copy-on-write) child, for formats that have one."""
+        for edge in self.child_edges:
+            if edge.name == "backing":
+                return edge.node
+        return None
+
+    @property
+    def filtered_or_backing(self) -> BlockNode | None:
+        """bdrv_filter_or_cow_bs: the next node down a backing chain."""
+        return self.filtered if self.is_filter else self.backing
+
+    def file_identity(self) -> tuple[int, int] | None:
+        """(st_dev, st_ino) of the host file holding this node's data, if any.
+
+        The graph compares them to refuse backing chains that loop.
+        """
+        primary = self.primary
+        return primary.file_identity() if primary is not None else None
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.node_name!r} drv={self.format_name}>"
 
     # Section: driver hooks
 
-    def open(self, open_child: Callable[[str], BlockNode]) -> None:
-        """Driver open, run after the node got its name.
-
-        ``open_child(key)`` opens (or looks up) the BlockdevRef in ``options[key]`` and
-        attaches it as the child named ``key``.  Raise QMPError with QEMU's text.
-        """
+    def open(self, open_child: ChildOpener) -> None:
+        """Driver open, run after the node got its name; raise QMPError with QEMU's
+        text.  See :class:`ChildOpener` for ``open_child``."""
 
     def _length(self) -> int:
         raise NotImplementedError
@@ -447,11 +482,30 @@ class BlockNode:
         found.setdefault("driver", self.format_name)
         return found, strong_found
 
+    def backing_overridden(self) -> bool:
+        """bdrv_backing_overridden: the backing child is not the one the image names.
+
+        Then the node's filename must spell out its backing (or ``"backing": null``),
+        because opening the plain file name would give a different chain.
+        """
+        backing = self.backing
+        if backing is not None:
+            return self.auto_backing_file != backing.filename
+        return self.auto_backing_file != ""
+
     def full_open_options(self) -> dict[str, Any]:
-        """The options that would reopen this subtree (bs->full_open_options)."""
+        """The options that would reopen this subtree (bs->full_open_options).
+
+        A backing child the image names anyway is left out, as QEMU leaves it.
+        """
         opts, _ = self._strong_runtime_options()
+        overridden = self.backing_overridden()
         for edge in self.child_edges:
+            if edge.name == "backing" and not overridden:
+                continue
             opts[edge.name] = edge.node.full_open_options()
+        if overridden and self.backing is None:
+            opts["backing"] = None
         return opts
 
     def exact_filename(self) -> str:
@@ -461,7 +515,7 @@ class BlockNode:
         when that child is a protocol node and nothing strong was set here.
         """
         primary = self.primary
-        if primary is None or self.is_filter:
+        if primary is None or self.is_filter or self.backing_overridden():
             return ""
         _, strong = self._strong_runtime_options()
         if strong or not primary.is_protocol:
@@ -492,16 +546,17 @@ class BlockNode:
     def info(self, flat: bool = True) -> dict[str, Any]:
         """BlockDeviceInfo for query-named-block-nodes, in schema member order.
 
-        Non-flat output nests each filter's child as "backing-image" and counts the
-        depth, as bdrv_block_device_info does (blkdebug and job filters only: raw is
-        not a filter in QEMU's sense).
+        Non-flat output nests each filter's child and each backing file as
+        "backing-image" and counts the depth, as bdrv_block_device_info does
+        (blkdebug, job filters and backing chains: raw is not a filter in QEMU's
+        sense).
         """
         image = self.image_info()
         depth = 0
         if not flat:
             current: BlockNode = self
             slot = image
-            while (nxt := current.filtered) is not None:
+            while (nxt := current.filtered_or_backing) is not None:
                 depth += 1
                 nested = nxt.image_info()
                 slot["backing-image"] = nested
@@ -523,6 +578,9 @@ class BlockNode:
                       "no-flush": self.cache_no_flush},
             "write_threshold": 0,
         })
+        backing = self.backing
+        if backing is not None:
+            info["backing_file"] = backing.filename
         bitmaps = [bitmap.info() for bitmap in self.dirty_bitmaps]
         if bitmaps:
             info["dirty-bitmaps"] = bitmaps

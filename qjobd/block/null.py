@@ -9,11 +9,10 @@ to read as zeroes, so a copy from a plain null-co node really copies data.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from qjobd.block import _host
-from qjobd.block.node import BlockNode, BlockStatus, CommonOptions
+from qjobd.block.node import BlockNode, BlockStatus, ChildOpener, CommonOptions
 from qjobd.block.raw import size_option
 
 DEFAULT_SIZE = 1 << 30
@@ -32,7 +31,7 @@ class NullNode(BlockNode):
         self.read_zeroes = bool(options.get("read-zeroes", False))
         self.latency_ns = int(options.get("latency-ns", 0))
 
-    def open(self, open_child: Callable[[str], BlockNode]) -> None:
+    def open(self, open_child: ChildOpener) -> None:
         """Size is a QEMU_OPT_SIZE (QSD 7.2 aborts on a negative one; we refuse it)."""
         self.size = size_option("size", self.options.get("size", DEFAULT_SIZE))
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Callable
 from typing import Any, ClassVar
 
-from qjobd.block.node import SECTOR_SIZE, BlockNode, BlockStatus, CommonOptions
+from qjobd.block.node import SECTOR_SIZE, BlockNode, BlockStatus, ChildOpener, CommonOptions
 from qjobd.errors import QMPError
 
 
@@ -35,7 +34,7 @@ class RawNode(BlockNode):
         self.offset = 0
         self.size: int | None = None
 
-    def open(self, open_child: Callable[[str], BlockNode]) -> None:
+    def open(self, open_child: ChildOpener) -> None:
         """raw_open: attach "file", then check the window against its length."""
         file = open_child("file")
         # QemuOpts walks the options in QDict order, which puts offset before size.

@@ -113,8 +113,8 @@ def test_open_errors(graph: BlockGraph, tmp_path: Path) -> None:
         == "'file' driver requires '/dev/null' to be a regular file"
     assert error_of(graph, {"driver": "file", "node-name": "e", "filename": ""}) \
         == "The 'file' block driver requires a file name"
-    assert error_of(graph, {"driver": "qcow2", "node-name": "q", "file": "x"}) \
-        == "Unknown driver 'qcow2'"
+    assert error_of(graph, {"driver": "vmdk", "node-name": "q", "file": "x"}) \
+        == "Unknown driver 'vmdk'"
     assert len(graph) == 0
 
 

@@ -1,0 +1,83 @@
+"""qcow2 images for tests, made and judged by QEMU's own tools.
+
+qemu-img and qemu-io are the oracles: images are made with them, their content is
+read back with ``qemu-img convert`` and their health with ``qemu-img check``, so a
+test never trusts qjobd's reading of its own writing.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from helpers.images import need_qemu_img
+from helpers.nodes import file_opts
+
+
+def run(*argv: str) -> str:
+    """Run a QEMU tool; its output, or an assertion error with what it said."""
+    need_qemu_img()
+    done = subprocess.run(list(argv), capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(argv)}: {(done.stdout + done.stderr).strip()}"
+    return done.stdout
+
+
+def make_qcow2(path: Path, size: int | str, *, backing: Path | None = None,
+               backing_fmt: str = "qcow2", **options: Any) -> Path:
+    """``qemu-img create -f qcow2``; ``options`` become ``-o key=value`` (``_`` kept)."""
+    argv = ["qemu-img", "create", "-q", "-f", "qcow2"]
+    if backing is not None:
+        argv += ["-b", str(backing), "-F", backing_fmt]
+    if options:
+        argv += ["-o", ",".join(f"{k}={v}" for k, v in options.items())]
+    run(*argv, str(path), str(size))
+    return path
+
+
+def qemu_io(path: Path, *commands: str, fmt: str = "qcow2") -> None:
+    """Run qemu-io commands (``write -P 1 0 64k``...) on an image."""
+    argv = ["qemu-io", "-f", fmt]
+    for command in commands:
+        argv += ["-c", command]
+    out = run(*argv, str(path))
+    assert "error" not in out.lower(), out
+    assert "failed" not in out.lower(), out
+
+
+def raw_content(path: Path, out: Path, fmt: str = "qcow2") -> bytes:
+    """The guest-visible bytes of an image (its whole backing chain), via qemu-img."""
+    run("qemu-img", "convert", "-f", fmt, "-O", "raw", str(path), str(out))
+    return out.read_bytes()
+
+
+def info(path: Path) -> dict[str, Any]:
+    result: dict[str, Any] = json.loads(
+        run("qemu-img", "info", "--output=json", "-U", str(path)))
+    return result
+
+
+def check(path: Path) -> dict[str, Any]:
+    """``qemu-img check``: asserts no corruption and no leaks; returns its report."""
+    need_qemu_img()
+    done = subprocess.run(["qemu-img", "check", "--output=json", str(path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, f"qemu-img check {path}: {done.stdout}{done.stderr}"
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def qcow2_opts(name: str | None, path: Path | str, **extra: Any) -> dict[str, Any]:
+    """A ``qcow2`` node over an anonymous ``file`` node on ``path``."""
+    opts: dict[str, Any] = {"driver": "qcow2", "file": file_opts(path), **extra}
+    if name is not None:
+        opts["node-name"] = name
+    return opts
+
+
+def poke(path: Path, offset: int, data: bytes) -> None:
+    """Overwrite bytes of an image file in place (to break it on purpose)."""
+    with open(path, "r+b") as image:
+        image.seek(offset)
+        image.write(data)
