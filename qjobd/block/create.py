@@ -135,7 +135,7 @@ class FileCreation:
     blocks, so the job runs it in a worker thread.
     """
 
-    def __init__(self, options: Any) -> None:
+    def __init__(self, options: Any, nodes: object = None) -> None:
         self.filename: str = options.filename
         self.size: int = options.size
         self.preallocation: str = (
@@ -152,6 +152,9 @@ class FileCreation:
         except OSError as error:
             raise open_error(self.filename, error, "create") from error
         os.close(fd)
+
+    def close(self) -> None:
+        """Nothing to release: the file was never a node."""
 
     def create(self) -> None:
         try:

@@ -24,6 +24,7 @@ from qjobd.block.create import FileCreation, create_file
 from qjobd.block.file import FileNode, open_error
 from qjobd.block.node import BlockNode
 from qjobd.block.null import NullNode
+from qjobd.block.qcow2.create import NodeRefs, Qcow2Creation, create_file_image
 from qjobd.block.qcow2.header import MAGIC as QCOW2_MAGIC
 from qjobd.block.qcow2.node import Qcow2Node
 from qjobd.block.raw import RawNode
@@ -36,6 +37,9 @@ __all__ = [
     "ImageFormat",
     "unsupported",
 ]
+
+#: How much of a file probing reads.
+PROBE_BYTES: Final = 512
 
 #: Drivers QEMU has but cannot create images with (no bdrv_co_create_opts).
 NOT_CREATABLE: Final = frozenset({
@@ -73,6 +77,9 @@ class ImageCreation(Protocol):
     def create(self) -> None:
         """Blocking (a worker thread runs it); raises QMPError."""
 
+    def close(self) -> None:
+        """On the event loop once the job is over, whatever happened."""
+
 
 @attrs.frozen
 class ImageFormat:
@@ -88,15 +95,20 @@ class ImageFormat:
     #: The bytes an image of this format starts with, for probing; None: never probed
     #: (raw is what an image without a known magic is).
     magic: bytes | None = None
-    #: New empty image (path, size) for drive-backup and drive-mirror; None: refused.
-    create_image: Callable[[str, int], None] | None = None
+    #: A further test of the first bytes once the magic matched (QEMU's probe
+    #: scores, e.g. qcow2 wants a version of at least 2); None: the magic decides.
+    probe_check: Callable[[bytes], bool] | None = None
+    #: New empty image (path, size, backing file, backing format) for drive-backup and
+    #: drive-mirror; None: refused.
+    create_image: Callable[[str, int, str | None, str | None], None] | None = None
     #: Whether a new image can name a backing file (sync=none targets need one).
     supports_backing: bool = False
     #: blockdev-create's work for this driver's options (None: QEMU's refusal).
-    blockdev_create: Callable[[Any], ImageCreation] | None = None
+    blockdev_create: Callable[[Any, NodeRefs], ImageCreation] | None = None
 
 
-def _create_raw(path: str, size: int) -> None:
+def _create_raw(path: str, size: int, backing_file: str | None,
+                backing_format: str | None) -> None:
     create_file(path, size)
 
 
@@ -106,7 +118,10 @@ DEFAULT_FORMATS: Final = (
     ImageFormat("raw", RawNode, image_file=True, create_image=_create_raw),
     ImageFormat("null-co", NullNode),
     ImageFormat("blkdebug", BlkdebugNode),
-    ImageFormat("qcow2", Qcow2Node, magic=QCOW2_MAGIC),
+    ImageFormat("qcow2", Qcow2Node, image_file=True, magic=QCOW2_MAGIC,
+                probe_check=lambda head: int.from_bytes(head[4:8], "big") >= 2,
+                create_image=create_file_image, supports_backing=True,
+                blockdev_create=Qcow2Creation),
 )
 
 
@@ -151,22 +166,26 @@ class FormatRegistry:
 
     def probe(self, path: str) -> str:
         """The format of the existing image at ``path``: by magic, else raw."""
-        magics = {f.magic: f.name for f in self._formats.values() if f.magic is not None}
-        longest = max((len(magic) for magic in (*magics, *FOREIGN_MAGIC)), default=0)
         try:
             with open(path, "rb") as image:
-                head = image.read(longest)
+                head = image.read(PROBE_BYTES)
         except OSError as error:
             raise open_error(path, error) from error
-        for magic, name in (*magics.items(), *FOREIGN_MAGIC.items()):
+        for image_format in self._formats.values():
+            magic = image_format.magic
+            if magic is not None and head.startswith(magic) and (
+                    image_format.probe_check is None or image_format.probe_check(head)):
+                return image_format.name
+        for magic, name in FOREIGN_MAGIC.items():
             if head.startswith(magic):
                 return name
         return "raw"
 
-    def create_image(self, fmt: str, path: str, size: int, *, backing: bool) -> None:
+    def create_image(self, fmt: str, path: str, size: int, *,
+                     backing: BlockNode | None = None) -> None:
         """bdrv_img_create's checks in its order, then a new empty image (blocking).
 
-        ``backing``: the image must name the source as its backing file (sync=none).
+        ``backing``: the node the image must name as its backing file (sync=none).
         """
         image_format = self._formats.get(fmt)
         if image_format is None or image_format.create_image is None:
@@ -175,9 +194,12 @@ class FormatRegistry:
             if fmt in NOT_CREATABLE:
                 raise QMPError(f"Format driver '{fmt}' does not support image creation")
             raise unsupported(fmt)
-        if backing and not image_format.supports_backing:
+        if backing is not None and not image_format.supports_backing:
             raise QMPError(f"Backing file not supported for file format '{fmt}'")
-        image_format.create_image(path, size)
+        if backing is None:
+            image_format.create_image(path, size, None, None)
+        else:
+            image_format.create_image(path, size, backing.filename, backing.format_name)
 
     def open_options(self, fmt: str | None, path: str, **top: Any) -> dict[str, Any]:
         """The blockdev options that open the image at ``path`` (probed when ``fmt``
@@ -201,11 +223,11 @@ class FormatRegistry:
 
     # Section: blockdev-create
 
-    def blockdev_creation(self, driver: str, options: Any) -> ImageCreation:
+    def blockdev_creation(self, driver: str, options: Any, nodes: NodeRefs) -> ImageCreation:
         """What blockdev-create runs for ``driver`` with its branch's ``options``."""
         image_format = self._formats.get(driver)
         if image_format is not None and image_format.blockdev_create is not None:
-            return image_format.blockdev_create(options)
+            return image_format.blockdev_create(options, nodes)
         if driver in BLOCKDEV_CREATE_DRIVERS:
             raise unsupported(driver)
         raise QMPError("Driver does not support blockdev-create")

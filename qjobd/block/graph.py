@@ -224,6 +224,13 @@ class BlockGraph:
         """
         return self._open_tree(options)
 
+    def open_ref(self, ref: Any) -> BlockNode:
+        """bdrv_open_blockdev_ref: a node name is looked up, options open a new tree
+        (release it with :meth:`release_implicit`)."""
+        if isinstance(ref, str):
+            return self.lookup(ref)
+        return self.open_implicit(ref)
+
     def release_implicit(self, node: BlockNode) -> None:
         """Close a node from :meth:`open_implicit` once nothing uses it any more."""
         if not node.closed and not node.parents and not node.monitor_owned:
@@ -355,14 +362,18 @@ class BlockGraph:
         self._release(node)
 
     def _release(self, node: BlockNode) -> None:
-        """Close a node nobody uses, then any child left without users."""
+        """Close a node nobody uses, then any child left without users.
+
+        The node closes first: a format driver writes its tables back through its
+        children while closing.
+        """
+        self._forget(node)
+        node.close()
         for edge in list(node.child_edges):
             self._detach(edge)
             child = edge.node
             if not child.parents and not child.monitor_owned:
                 self._release(child)
-        self._forget(node)
-        node.close()
 
     def close_all(self) -> None:
         """Shutdown: close every node, newest first."""

@@ -81,10 +81,14 @@ def prepare_drive_backup(context: CommandContext, arguments: Any) -> Action:
         if mode != "existing":
             assert fmt is not None
             services.formats.create_image(fmt, path, source.length(),
-                                          backing=options.sync == "none")
+                                          backing=source if options.sync == "none" else None)
         # Zeroes the job writes become holes in the new target.
-        target = graph.open_implicit(services.formats.open_options(
-            fmt, path, **{"discard": "unmap", "detect-zeroes": "unmap"}))
+        top: dict[str, Any] = {"discard": "unmap", "detect-zeroes": "unmap"}
+        if options.sync == "none" and services.formats.supports_backing(
+                fmt or services.formats.probe(path)):
+            # The source itself backs the target, not a second node on its file.
+            top["backing"] = source.node_name
+        target = graph.open_implicit(services.formats.open_options(fmt, path, **top))
         try:
             if options.sync == "none" and not services.formats.supports_backing(
                     target.format_name):

@@ -89,7 +89,8 @@ async def drive_mirror(context: CommandContext, arguments: Any) -> None:
     path = arguments.target
     if mode != "existing":
         assert fmt is not None
-        services.formats.create_image(fmt, path, size, backing=sync == "none")
+        services.formats.create_image(fmt, path, size,
+                                      backing=source if sync == "none" else None)
     top = {} if arguments.node_name is None else {"node-name": arguments.node_name}
     target = graph.open_implicit(services.formats.open_options(fmt, path, **top))
     options = _mirror_options(context, arguments, source, target, sync,

@@ -34,4 +34,5 @@ class CreateDriver(JobDriver):
             self._creation.check()
             await job.run_io(self._creation.create)
         finally:
+            self._creation.close()
             job.progress_update(1)

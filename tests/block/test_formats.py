@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers.qcow2 import check, info
 
 from qjobd.block import BlockGraph
 from qjobd.block.formats import FormatRegistry, ImageFormat
@@ -32,7 +33,7 @@ def test_node_classes(formats: FormatRegistry) -> None:
 
 
 def test_probe(formats: FormatRegistry, tmp_path: Path) -> None:
-    (tmp_path / "q").write_bytes(b"QFI\xfb" + bytes(100))
+    (tmp_path / "q").write_bytes(b"QFI\xfb\0\0\0\3" + bytes(100))
     (tmp_path / "r").write_bytes(b"QFI")
     (tmp_path / "e").write_bytes(b"")
     assert [formats.probe(str(tmp_path / n)) for n in "qre"] == ["qcow2", "raw", "raw"]
@@ -43,17 +44,27 @@ def test_probe(formats: FormatRegistry, tmp_path: Path) -> None:
 
 def test_create_image(formats: FormatRegistry, tmp_path: Path) -> None:
     path = str(tmp_path / "new.img")
-    assert refusal(formats.create_image, "nosuch", path, 1 << 20, backing=False) == (
+    assert refusal(formats.create_image, "nosuch", path, 1 << 20) == (
         "Unknown file format 'nosuch'")
-    assert refusal(formats.create_image, "null-co", path, 1 << 20, backing=False) == (
+    assert refusal(formats.create_image, "null-co", path, 1 << 20) == (
         "Format driver 'null-co' does not support image creation")
-    assert refusal(formats.create_image, "vmdk", path, 1 << 20, backing=False) == (
+    assert refusal(formats.create_image, "vmdk", path, 1 << 20) == (
         "Image format 'vmdk' is not supported by qjobd")
-    assert refusal(formats.create_image, "raw", path, 1 << 20, backing=True) == (
+    graph = BlockGraph(formats)
+    source = graph.add({"driver": "null-co", "node-name": "n"})
+    assert refusal(formats.create_image, "raw", path, 1 << 20, backing=source) == (
         "Backing file not supported for file format 'raw'")
     assert not Path(path).exists()
-    formats.create_image("raw", path, 1 << 20, backing=False)
+    formats.create_image("raw", path, 1 << 20)
     assert Path(path).stat().st_size == 1 << 20
+    # qcow2 names its backing file and format in the header, as qemu-img shows.
+    image = tmp_path / "new.qcow2"
+    formats.create_image("qcow2", str(image), 3 << 20, backing=source)
+    described = info(image)
+    assert (described["virtual-size"], described["backing-filename"],
+            described["backing-filename-format"]) == (3 << 20, "null-co://", "null-co")
+    check(image)
+    graph.close_all()
 
 
 def test_open_options(formats: FormatRegistry, tmp_path: Path) -> None:
@@ -69,16 +80,16 @@ def test_open_options(formats: FormatRegistry, tmp_path: Path) -> None:
         "The only allowed filename for this driver is 'null-co://'")
     assert refusal(formats.open_options, "blkdebug", path) == (
         "Image format 'blkdebug' is not supported by qjobd")
-    image.write_bytes(b"QFI\xfb" + bytes(508))
-    assert refusal(formats.open_options, None, path) == (
-        "Image format 'qcow2' is not supported by qjobd")
+    image.write_bytes(b"QFI\xfb\0\0\0\2" + bytes(504))
+    assert formats.open_options(None, path) == {
+        "driver": "qcow2", "file": {"driver": "file", "filename": path}}
 
 
 def test_blockdev_create(formats: FormatRegistry) -> None:
-    assert refusal(formats.blockdev_creation, "raw", None) == (
+    assert refusal(formats.blockdev_creation, "raw", None, None) == (
         "Driver does not support blockdev-create")
-    assert refusal(formats.blockdev_creation, "qcow2", None) == (
-        "Image format 'qcow2' is not supported by qjobd")
+    assert refusal(formats.blockdev_creation, "vmdk", None, None) == (
+        "Image format 'vmdk' is not supported by qjobd")
 
 
 class Window(RawNode):

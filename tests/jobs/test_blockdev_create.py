@@ -13,6 +13,7 @@ from typing import Any
 
 from helpers.client import Client, without_drain_pairs
 from helpers.images import MiB
+from helpers.qcow2 import check, info
 
 
 def create(job: str, **options: Any) -> dict[str, Any]:
@@ -101,16 +102,17 @@ def test_more_answers(qjobd_socket: Path, tmp_path: Path) -> None:
         assert c.ok("query-block-jobs") == []
         assert c.error("job-cancel", {"id": "c1"}) == (
             "Job 'c1' in state 'concluded' cannot accept command verb 'cancel'")
-        # qcow2 is not there yet (QSD creates it).
+        # qcow2 over an existing file node.
         c.ok("blockdev-add", {"driver": "file", "node-name": "f", "filename": str(t / "n.img")})
-        assert c.error("blockdev-create", create("q", driver="qcow2", file="f",
-                                                 size=4 * MiB)) == (
-            "Image format 'qcow2' is not supported by qjobd")
-        for job in ("c1", "c2", "c3", "c5", "c6"):
+        c.ok("blockdev-create", create("q", driver="qcow2", file="f", size=4 * MiB))
+        c.wait_status("q", "concluded")
+        assert "error" not in c.ok("query-jobs")[0]
+        for job in ("q", "c1", "c2", "c3", "c5", "c6"):
             c.ok("job-dismiss", {"id": job})
         assert c.ok("query-jobs") == []
     assert os.stat(t / "f.img").st_blocks * 512 >= 2 * MiB
-    assert (t / "n.img").stat().st_size == 4 * MiB
+    assert info(t / "n.img")["virtual-size"] == 4 * MiB
+    check(t / "n.img")
 
 
 def test_same_answers_as_qsd(qjobd_socket: Path, qsd_socket: Path, tmp_path: Path) -> None:

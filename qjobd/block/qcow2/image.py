@@ -19,13 +19,29 @@ from typing import Final, Protocol
 
 from qjobd.block.qcow2 import header as hdr
 from qjobd.block.qcow2 import snapshots as snap
-from qjobd.block.qcow2.tables import CorruptEntry, Geometry, Run, l2_offset, run_in_table
+from qjobd.block.qcow2.refcounts import Refcounts
+from qjobd.block.qcow2.tables import (
+    COMPRESSED,
+    COPIED,
+    OFFSET_MASK,
+    ZERO,
+    CorruptEntry,
+    Geometry,
+    Run,
+    l2_offset,
+    run_in_table,
+)
 from qjobd.errors import QMPError
 
 #: Bytes of L2 tables kept in memory per image.  QEMU's default covers 32 MiB of
 #: guest per MiB of cache at 64 KiB clusters; 8 MiB covers 64 GiB of guest at
 #: 64 KiB clusters and is still modest next to the daemon's other memory.
 L2_CACHE_BYTES: Final = 8 << 20
+#: Bytes of changed L2 tables kept in memory before they are written back (besides
+#: every flush): bounds what a kill loses to leaked clusters.
+DIRTY_L2_BYTES: Final = 4 << 20
+#: Guest bytes one allocating write step covers at most (one pwrite of new data).
+MAX_WRITE_STEP: Final = 32 << 20
 
 
 class Storage(Protocol):
@@ -35,7 +51,18 @@ class Storage(Protocol):
 
     def readinto(self, offset: int, buffer: memoryview) -> None: ...
 
+    def pwrite(self, offset: int, data: bytes | bytearray | memoryview) -> None: ...
+
+    def flush(self) -> None: ...
+
     def length(self) -> int: ...
+
+
+class ReadBelow(Protocol):
+    """Fills a buffer with what lies under this image at a guest offset (the
+    backing chain, or zeroes without one)."""
+
+    def __call__(self, offset: int, buffer: memoryview, /) -> None: ...
 
 
 def _eio(message: str) -> OSError:
@@ -55,13 +82,20 @@ class Qcow2Image:
         self.l1: list[int] = list(struct.unpack(f">{header.l1_size}Q", raw_l1))
         self.snapshots = snap.parse(storage.pread, header.snapshots_offset,
                                     header.nb_snapshots, header.size)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._l2_cache: collections.OrderedDict[int, list[int]] = (
             collections.OrderedDict())
         self._l2_cache_limit = max(4, L2_CACHE_BYTES >> header.cluster_bits)
         self._zstd = None
         if header.compression_type == hdr.COMPRESSION_ZSTD:
             self._zstd = _zstd_decompressor()
+        self.writable = writable
+        self._dirty_l2: set[int] = set()
+        self._dirty_l1: set[int] = set()
+        self._dirty_l2_limit = max(8, DIRTY_L2_BYTES >> header.cluster_bits)
+        self._refcounts: Refcounts | None = None
+        if writable:
+            self._open_for_writing()
 
     @property
     def size(self) -> int:
@@ -88,13 +122,23 @@ class Qcow2Image:
             if table is not None:
                 self._l2_cache.move_to_end(offset)
                 return table
-        raw = self.storage.pread(offset, self.cluster_size)
-        table = list(struct.unpack(f">{self.cluster_size // 8}Q", raw))
-        with self._lock:
-            self._l2_cache[offset] = table
-            while len(self._l2_cache) > self._l2_cache_limit:
-                self._l2_cache.popitem(last=False)
+            raw = self.storage.pread(offset, self.cluster_size)
+            table = list(struct.unpack(f">{self.cluster_size // 8}Q", raw))
+            self._cache_put(offset, table)
         return table
+
+    def _cache_put(self, offset: int, table: list[int]) -> None:
+        """Cache a table, evicting the least recently used clean ones."""
+        self._l2_cache[offset] = table
+        if len(self._l2_cache) <= self._l2_cache_limit:
+            return
+        if len(self._dirty_l2) >= self._l2_cache_limit:
+            self.write_back()
+        for victim in list(self._l2_cache):
+            if len(self._l2_cache) <= self._l2_cache_limit:
+                break
+            if victim not in self._dirty_l2 and victim != offset:
+                del self._l2_cache[victim]
 
     def map(self, offset: int, length: int) -> Run:
         """The first run of the guest range (never past one L2 table's range)."""
@@ -104,6 +148,255 @@ class Qcow2Image:
             return run_in_table(table, self.geometry, offset, length)
         except CorruptEntry as exc:
             raise _eio(str(exc)) from None
+
+    # Section: opening for writing
+
+    def _open_for_writing(self) -> None:
+        header = self.header
+        if header.extended_l2:
+            raise QMPError("qjobd does not write qcow2 images with extended L2 entries "
+                           "yet; open it read-only")
+        if header.dirty:
+            raise QMPError("The qcow2 image is marked dirty (its refcounts were not "
+                           "written back); qjobd cannot repair it: run 'qemu-img check "
+                           "-r all' on it or open it read-only")
+        self._refcounts = Refcounts(
+            cluster_bits=header.cluster_bits, refcount_order=header.refcount_order,
+            table_offset=header.refcount_table_offset,
+            table_clusters=header.refcount_table_clusters,
+            file_length=self.storage.length(), read_at=self.storage.pread,
+            write_at=self.storage.pwrite, sync=self.storage.flush)
+        self._refcounts.on_table_moved = self._refcount_table_moved
+        if header.autoclear_features:
+            # Bitmaps qjobd does not keep up to date must read as stale to QEMU,
+            # and unknown autoclear bits are cleared as the spec asks.
+            header.autoclear_features = 0
+            self.storage.pwrite(88, struct.pack(">Q", 0))
+            self.storage.flush()
+
+    def _refcount_table_moved(self, offset: int, clusters: int) -> None:
+        self.header.refcount_table_offset = offset
+        self.header.refcount_table_clusters = clusters
+        self.storage.pwrite(48, struct.pack(">QI", offset, clusters))
+        self.storage.flush()
+
+    @property
+    def refcounts(self) -> Refcounts:
+        if self._refcounts is None:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        return self._refcounts
+
+    # Section: writing
+
+    def _writable_table(self, l1_index: int) -> tuple[int, list[int]]:
+        """The L2 table for ``l1_index``, owned by the active L1 alone (made so).
+
+        A missing table is allocated; one shared with a snapshot is copied.  The
+        new table is written back before the L1 entry that points at it.
+        """
+        entry = self.l1[l1_index]
+        offset = l2_offset(entry, l1_index, self.cluster_size)
+        if offset and entry & COPIED:
+            table = self._l2_table(l1_index)
+            assert table is not None
+            return offset, table
+        refcounts = self.refcounts
+        new = refcounts.allocate(1)
+        if offset:
+            old = self._l2_table(l1_index)
+            assert old is not None
+            table = list(old)
+            refcounts.free_later([offset >> self.header.cluster_bits])
+        else:
+            table = [0] * (self.cluster_size // 8)
+        self._cache_put(new, table)
+        self._dirty_l2.add(new)
+        self.l1[l1_index] = new | COPIED
+        self._dirty_l1.add(l1_index)
+        return new, table
+
+    @staticmethod
+    def _in_place(entry: int) -> bool:
+        """A data cluster this image alone owns: written where it is."""
+        return (not entry & (COMPRESSED | ZERO)) and bool(entry & OFFSET_MASK) and bool(
+            entry & COPIED)
+
+    def _drop(self, entry: int) -> None:
+        """Queue the host clusters an L2 entry held for freeing."""
+        refcounts = self.refcounts
+        bits = self.header.cluster_bits
+        if entry & COMPRESSED:
+            host, count = self.geometry.compressed_extent(entry)
+            refcounts.free_later(list(range(host >> bits, ((host + count - 1) >> bits) + 1)))
+        elif entry & OFFSET_MASK:
+            refcounts.free_later([(entry & OFFSET_MASK) >> bits])
+
+    def _old_cluster(self, entry: int, guest: int, view: memoryview,
+                     read_below: ReadBelow) -> None:
+        """Fill ``view`` (one cluster) with what guest cluster ``guest`` reads now."""
+        if entry & COMPRESSED:
+            view[:] = self.read_compressed(entry)
+        elif entry & ZERO:
+            view[:] = bytes(len(view))
+        elif entry & OFFSET_MASK:
+            self.storage.readinto(entry & OFFSET_MASK, view)
+        else:
+            read_below(guest, view)
+
+    def write(self, offset: int, data: memoryview, read_below: ReadBelow) -> None:
+        """Write guest data; clusters this image does not own get new ones (COW)."""
+        done = 0
+        with self._lock:
+            while done < len(data):
+                done += self._write_step(offset + done, data[done:], read_below)
+            self._maybe_write_back()
+
+    def _write_step(self, position: int, data: memoryview, read_below: ReadBelow) -> int:
+        geometry = self.geometry
+        bits = geometry.cluster_bits
+        size = self.cluster_size
+        l1_index, l2_index, within = geometry.split(position)
+        table_left = ((geometry.l2_entries - l2_index) << bits) - within
+        length = min(len(data), table_left, MAX_WRITE_STEP)
+        clusters = ((within + length - 1) >> bits) + 1
+        table_offset, table = self._writable_table(l1_index)
+        first = table[l2_index]
+        if self._in_place(first):
+            host = first & OFFSET_MASK
+            count = 1
+            while (count < clusters and self._in_place(table[l2_index + count])
+                   and table[l2_index + count] & OFFSET_MASK == host + count * size):
+                count += 1
+            step = min(length, (count << bits) - within)
+            self.storage.pwrite(host + within, data[:step])
+            return step
+        count = 1
+        while count < clusters and not self._in_place(table[l2_index + count]):
+            count += 1
+        step = min(length, (count << bits) - within)
+        host = self.refcounts.allocate(count)
+        head = within != 0
+        tail = (within + step) & (size - 1) != 0
+        if not head and not tail:
+            self.storage.pwrite(host, data[:step])
+        else:
+            buffer = bytearray(count << bits)
+            view = memoryview(buffer)
+            guest = position - within
+            if head:
+                self._old_cluster(table[l2_index], guest, view[:size], read_below)
+            if tail and (count > 1 or not head):
+                last = count - 1
+                self._old_cluster(table[l2_index + last], guest + (last << bits),
+                                  view[last << bits:(last + 1) << bits], read_below)
+            view[within:within + step] = data[:step]
+            self.storage.pwrite(host, view)
+        for index in range(count):
+            self._drop(table[l2_index + index])
+            table[l2_index + index] = (host + (index << bits)) | COPIED
+        self._dirty_l2.add(table_offset)
+        return step
+
+    def write_zeroes(self, offset: int, length: int, may_unmap: bool, has_backing: bool,
+                     read_below: ReadBelow) -> None:
+        """Make a guest range read as zeroes, with zero clusters where possible."""
+        size = self.cluster_size
+        end = offset + length
+        with self._lock:
+            head_end = min(end, -(-offset // size) * size)
+            if head_end > offset:
+                self.write(offset, memoryview(bytes(head_end - offset)), read_below)
+            tail_start = max(head_end, end // size * size)
+            position = head_end
+            while position < tail_start:
+                position += self._zero_step(position, tail_start - position, may_unmap,
+                                            has_backing, read_below)
+            if end > tail_start:
+                self.write(tail_start, memoryview(bytes(end - tail_start)), read_below)
+            self._maybe_write_back()
+
+    def _zero_step(self, position: int, length: int, may_unmap: bool, has_backing: bool,
+                   read_below: ReadBelow) -> int:
+        """Whole clusters within one L2 table become zero (or unallocated) clusters."""
+        geometry = self.geometry
+        bits = geometry.cluster_bits
+        l1_index, l2_index, _ = geometry.split(position)
+        step = min(length, (geometry.l2_entries - l2_index) << bits)
+        if self.header.version < 3 and has_backing:
+            # Version 2 has no zero clusters: only written zeroes hide the backing.
+            for start in range(position, position + step, MAX_WRITE_STEP):
+                piece = min(MAX_WRITE_STEP, position + step - start)
+                self.write(start, memoryview(bytes(piece)), read_below)
+            return step
+        if not has_backing and not l2_offset(self.l1[l1_index], l1_index, self.cluster_size):
+            return step
+        table_offset, table = self._writable_table(l1_index)
+        for index in range(l2_index, l2_index + (step >> bits)):
+            entry = table[index]
+            if not has_backing and entry == 0:
+                continue
+            if self.header.version < 3:
+                new = 0
+            elif not may_unmap and self._in_place(entry):
+                new = entry | ZERO
+            else:
+                new = ZERO
+            if new != entry:
+                if new & OFFSET_MASK != entry & OFFSET_MASK:
+                    self._drop(entry)
+                table[index] = new
+                self._dirty_l2.add(table_offset)
+        return step
+
+    # Section: writing metadata back
+
+    def _maybe_write_back(self) -> None:
+        if len(self._dirty_l2) >= self._dirty_l2_limit:
+            self.write_back()
+
+    def write_back(self) -> None:
+        """Put every changed table on disk in an order that is safe at any moment.
+
+        Refcounts and data first (a crash leaves leaked clusters), then L2 tables,
+        then L1 entries (a crash leaves an L2 table unreferenced: leaked), then the
+        references of clusters nothing points at any more are dropped.  A sync
+        separates each stage, so the order also holds across a power failure.
+        """
+        with self._lock:
+            refcounts = self._refcounts
+            if refcounts is None:
+                return
+            if not (refcounts.dirty() or self._dirty_l2 or self._dirty_l1
+                    or refcounts.pending_frees):
+                return
+            refcounts.write_back()
+            if self._dirty_l2 or self._dirty_l1:
+                self.storage.flush()
+                for offset in sorted(self._dirty_l2):
+                    table = self._l2_cache[offset]
+                    self.storage.pwrite(offset, struct.pack(f">{len(table)}Q", *table))
+                self._dirty_l2.clear()
+                if self._dirty_l1:
+                    self.storage.flush()
+                    self._write_l1(sorted(self._dirty_l1))
+                    self._dirty_l1.clear()
+            if refcounts.pending_frees:
+                self.storage.flush()
+                refcounts.apply_pending_frees()
+                refcounts.write_back()
+
+    def _write_l1(self, indexes: list[int]) -> None:
+        """Write runs of consecutive changed L1 entries, one pwrite per run."""
+        start = 0
+        while start < len(indexes):
+            stop = start + 1
+            while stop < len(indexes) and indexes[stop] == indexes[stop - 1] + 1:
+                stop += 1
+            first, last = indexes[start], indexes[stop - 1]
+            entries = self.l1[first:last + 1]
+            self.storage.pwrite(self.header.l1_table_offset + 8 * first,
+                                struct.pack(f">{len(entries)}Q", *entries))
+            start = stop
 
     # Section: compressed clusters
 

@@ -13,6 +13,7 @@ the format from the header or probed, as QEMU does.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import posixpath
 from typing import Any, ClassVar
@@ -30,6 +31,8 @@ from qjobd.block.node import (
 from qjobd.block.qcow2.image import Qcow2Image
 from qjobd.block.qcow2.tables import Kind
 from qjobd.errors import QMPError
+
+_log = logging.getLogger(__name__)
 
 #: The prefix QEMU puts on every failure to open an image's backing file.
 BACKING_ERROR_PREFIX = "Could not open backing file: "
@@ -60,11 +63,7 @@ class Qcow2Node(BlockNode):
     def open(self, open_child: ChildOpener) -> None:
         """qcow2_open, then the backing file (bdrv_open_backing_file)."""
         file = open_child("file")
-        image = Qcow2Image(file, writable=not self.read_only)
-        if not self.read_only:
-            raise QMPError("qjobd opens qcow2 images read-only for now; set read-only "
-                           "to true")
-        self._image = image
+        self._image = Qcow2Image(file, writable=not self.read_only)
         self._open_backing(open_child)
 
     def _open_backing(self, open_child: ChildOpener) -> None:
@@ -155,8 +154,30 @@ class Qcow2Node(BlockNode):
         if inside < len(buffer):
             buffer[inside:] = _host.zero_bytes(len(buffer) - inside)
 
+    def _read_below(self, offset: int, buffer: memoryview) -> None:
+        """What this image shows where it allocates nothing (for copy-on-write)."""
+        if self.backing is not None:
+            self._read_backing(offset, buffer)
+        else:
+            buffer[:] = _host.zero_bytes(len(buffer))
+
+    def _check_inside(self, offset: int, length: int) -> None:
+        """An image does not grow by writing past its end (QEMU answers EIO)."""
+        if offset + length > self.image.size:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
     def _do_pwrite(self, offset: int, data: memoryview) -> None:
-        raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        self._check_inside(offset, len(data))
+        self.file.debug_event("write_aio")
+        self.image.write(offset, data, self._read_below)
+
+    def _do_write_zeroes(self, offset: int, length: int, may_unmap: bool) -> None:
+        self._check_inside(offset, length)
+        self.image.write_zeroes(offset, length, may_unmap, self.backing is not None,
+                                self._read_below)
+
+    def _do_flush(self) -> None:
+        self.image.write_back()
 
     def _do_block_status(self, offset: int, length: int) -> tuple[BlockStatus, int]:
         run = self.image.map(offset, length)
@@ -217,7 +238,15 @@ class Qcow2Node(BlockNode):
         }
 
     def _close(self) -> None:
-        self._image = None
+        """Write back what is still in memory; the file child is still open."""
+        image, self._image = self._image, None
+        if image is not None and image.writable:
+            try:
+                image.write_back()
+                self.file.flush()
+            except OSError as error:
+                _log.error("qcow2 node %r: writing back its tables at close failed: %s",
+                           self.node_name, error)
 
 
 def _has_protocol(name: str) -> bool:
