@@ -36,7 +36,9 @@ def test_probe(formats: FormatRegistry, tmp_path: Path) -> None:
     (tmp_path / "q").write_bytes(b"QFI\xfb\0\0\0\3" + bytes(100))
     (tmp_path / "r").write_bytes(b"QFI")
     (tmp_path / "e").write_bytes(b"")
-    assert [formats.probe(str(tmp_path / n)) for n in "qre"] == ["qcow2", "raw", "raw"]
+    # QEMU's qcow2 probe also wants a version of 2 or more.
+    (tmp_path / "v").write_bytes(b"QFI\xfb" + bytes(100))
+    assert [formats.probe(str(tmp_path / n)) for n in "qrev"] == ["qcow2", "raw", "raw", "raw"]
     missing = str(tmp_path / "missing")
     assert refusal(formats.probe, missing) == (
         f"Could not open '{missing}': No such file or directory")
