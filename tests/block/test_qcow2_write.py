@@ -213,3 +213,60 @@ def test_kill_9_while_writing_leaves_a_consistent_image(tmp_path: Path,
         # Every flushed write reads back (writes never overlap).
         for index in range(0, flushed + 1, max(1, flushed // 4)):
             qemu_io(image, f"read -P {index % 250 + 1} {index * step} {step}")
+
+
+# Section: hostile images opened for writing
+
+
+def l1_entry(image: Path) -> tuple[int, int]:
+    """(offset of the L1 table, its first entry) of an image."""
+    data = image.read_bytes()
+    l1_offset = int.from_bytes(data[40:48], "big")
+    return l1_offset, int.from_bytes(data[l1_offset:l1_offset + 8], "big")
+
+
+def test_writes_never_land_on_metadata(graph: BlockGraph, tmp_path: Path) -> None:
+    """An L2 entry aimed at the refcount table or at the L1 table, or an L1 entry
+    aimed at the refcount table (refused at open), is refused with EIO and
+    overwrites nothing."""
+    for target in ("reftable", "l1"):
+        image = make_qcow2(tmp_path / f"{target}.qcow2", 4 * MiB)
+        qemu_io(image, "write -P 1 0 64k")
+        l1_offset, entry = l1_entry(image)
+        l2_offset = entry & 0x00FF_FFFF_FFFF_FE00
+        # qemu-img puts the refcount table in cluster 1.
+        aim = 64 * KiB if target == "reftable" else l1_offset
+        poke(image, l2_offset, ((1 << 63) | aim).to_bytes(8, "big"))
+        before = image.read_bytes()
+        node = graph.add(qcow2_opts("w", image))
+        with pytest.raises(OSError, match="overwrite qcow2 metadata"):
+            node.pwrite(0, b"x" * 4096)
+        graph.delete("w")
+        assert image.read_bytes()[:l2_offset] == before[:l2_offset]
+    image = make_qcow2(tmp_path / "l2.qcow2", 4 * MiB)
+    qemu_io(image, "write -P 1 0 64k")
+    l1_offset, entry = l1_entry(image)
+    # The L2 table "is" the refcount table.
+    poke(image, l1_offset, ((1 << 63) | 64 * KiB).to_bytes(8, "big"))
+    before = image.read_bytes()
+    # Found when opening for writing already: refused, nothing written.
+    with pytest.raises(QMPError, match="overlap other metadata"):
+        graph.add(qcow2_opts("w", image))
+    assert image.read_bytes() == before
+    assert len(graph) == 0
+
+
+def test_allocation_starts_past_metadata_beyond_the_end(graph: BlockGraph,
+                                                        tmp_path: Path) -> None:
+    """An L1 table placed past the end of the file (reads as zeroes, as QEMU
+    accepts) is not overwritten by new data clusters."""
+    image = make_qcow2(tmp_path / "w.qcow2", 4 * MiB)
+    far = 64 << 20
+    poke(image, 40, far.to_bytes(8, "big"))
+    node = graph.add(qcow2_opts("w", image))
+    node.pwrite(0, b"\x07" * (8 * 64 * KiB))
+    node.flush()
+    graph.delete("w")
+    node = graph.add(qcow2_opts("r", image, **{"read-only": True}))
+    assert node.pread(0, 8 * 64 * KiB) == b"\x07" * (8 * 64 * KiB)
+    graph.delete("r")

@@ -9,8 +9,10 @@ data I/O happens outside it.
 
 from __future__ import annotations
 
+import array
 import collections
 import errno
+import logging
 import os
 import struct
 import threading
@@ -28,10 +30,14 @@ from qjobd.block.qcow2.tables import (
     CorruptEntry,
     Geometry,
     Run,
+    decode_entries,
+    encode_entries,
     l2_offset,
     run_in_table,
 )
 from qjobd.errors import QMPError
+
+_log = logging.getLogger(__name__)
 
 #: Bytes of L2 tables kept in memory per image.  QEMU's default covers 32 MiB of
 #: guest per MiB of cache at 64 KiB clusters; 8 MiB covers 64 GiB of guest at
@@ -79,11 +85,11 @@ class Qcow2Image:
         header = self.header
         self.geometry = Geometry(header.cluster_bits, header.extended_l2)
         raw_l1 = storage.pread(header.l1_table_offset, 8 * header.l1_size)
-        self.l1: list[int] = list(struct.unpack(f">{header.l1_size}Q", raw_l1))
+        self.l1 = decode_entries(raw_l1)
         self.snapshots = snap.parse(storage.pread, header.snapshots_offset,
                                     header.nb_snapshots, header.size)
         self._lock = threading.RLock()
-        self._l2_cache: collections.OrderedDict[int, list[int]] = (
+        self._l2_cache: collections.OrderedDict[int, array.array[int]] = (
             collections.OrderedDict())
         self._l2_cache_limit = max(4, L2_CACHE_BYTES >> header.cluster_bits)
         self._zstd = None
@@ -94,6 +100,9 @@ class Qcow2Image:
         self._dirty_l1: set[int] = set()
         self._dirty_l2_limit = max(8, DIRTY_L2_BYTES >> header.cluster_bits)
         self._refcounts: Refcounts | None = None
+        #: Host clusters of the header, L1 and snapshot tables, and of L2 tables.
+        self._fixed_metadata: set[int] = set()
+        self._l2_clusters: set[int] = set()
         if writable:
             self._open_for_writing()
 
@@ -107,7 +116,7 @@ class Qcow2Image:
 
     # Section: translation
 
-    def _l2_table(self, l1_index: int) -> list[int] | None:
+    def _l2_table(self, l1_index: int) -> array.array[int] | None:
         """The entries of the L2 table for ``l1_index`` (None: not allocated)."""
         if l1_index >= len(self.l1):
             return None
@@ -123,11 +132,11 @@ class Qcow2Image:
                 self._l2_cache.move_to_end(offset)
                 return table
             raw = self.storage.pread(offset, self.cluster_size)
-            table = list(struct.unpack(f">{self.cluster_size // 8}Q", raw))
+            table = decode_entries(raw)
             self._cache_put(offset, table)
         return table
 
-    def _cache_put(self, offset: int, table: list[int]) -> None:
+    def _cache_put(self, offset: int, table: array.array[int]) -> None:
         """Cache a table, evicting the least recently used clean ones."""
         self._l2_cache[offset] = table
         if len(self._l2_cache) <= self._l2_cache_limit:
@@ -167,12 +176,52 @@ class Qcow2Image:
             file_length=self.storage.length(), read_at=self.storage.pread,
             write_at=self.storage.pwrite, sync=self.storage.flush)
         self._refcounts.on_table_moved = self._refcount_table_moved
+        self._find_metadata()
         if header.autoclear_features:
             # Bitmaps qjobd does not keep up to date must read as stale to QEMU,
             # and unknown autoclear bits are cleared as the spec asks.
             header.autoclear_features = 0
             self.storage.pwrite(88, struct.pack(">Q", 0))
             self.storage.flush()
+
+    def _clusters(self, offset: int, length: int) -> range:
+        bits = self.header.cluster_bits
+        return range(offset >> bits, ((offset + max(length, 1) - 1) >> bits) + 1)
+
+    def _find_metadata(self) -> None:
+        """Where the tables are, so that no write lands on one (QEMU's overlap
+        checks), and so that allocation starts past all of them."""
+        header = self.header
+        fixed = {0, *self._clusters(header.l1_table_offset, 8 * header.l1_size)}
+        l2_tables = {entry & OFFSET_MASK for entry in self.l1 if entry & OFFSET_MASK}
+        if header.nb_snapshots:
+            table_end = max(8, sum(len(s.encode()) for s in self.snapshots))
+            fixed.update(self._clusters(header.snapshots_offset, table_end))
+        for snapshot in self.snapshots:
+            fixed.update(self._clusters(snapshot.l1_table_offset, 8 * snapshot.l1_size))
+            raw = self.storage.pread(snapshot.l1_table_offset, 8 * snapshot.l1_size)
+            l2_tables.update(entry & OFFSET_MASK
+                             for entry in decode_entries(raw)
+                             if entry & OFFSET_MASK)
+        self._fixed_metadata = fixed
+        self._l2_clusters = {offset >> header.cluster_bits for offset in l2_tables}
+        refcounts = self.refcounts
+        if refcounts.metadata & (fixed | self._l2_clusters):
+            raise QMPError("qcow2: refcount structures overlap other metadata; repair the "
+                           "image with 'qemu-img check -r all' or open it read-only")
+        everything = fixed | self._l2_clusters | refcounts.metadata
+        refcounts.next_free = max(refcounts.next_free, max(everything) + 1)
+
+    def _spare_metadata(self, host: int, length: int, *, table: bool = False) -> None:
+        """Refuse a write that would overwrite metadata (the image is corrupt)."""
+        clusters = set(self._clusters(host, length))
+        hit = clusters & (self._fixed_metadata | self.refcounts.metadata)
+        if not table:
+            hit |= clusters & self._l2_clusters
+        if hit:
+            _log.error("qcow2: preventing a write to host cluster %#x, which holds "
+                       "metadata: the image is corrupt", min(hit) << self.header.cluster_bits)
+            raise _eio("write would overwrite qcow2 metadata")
 
     def _refcount_table_moved(self, offset: int, clusters: int) -> None:
         self.header.refcount_table_offset = offset
@@ -188,7 +237,7 @@ class Qcow2Image:
 
     # Section: writing
 
-    def _writable_table(self, l1_index: int) -> tuple[int, list[int]]:
+    def _writable_table(self, l1_index: int) -> tuple[int, array.array[int]]:
         """The L2 table for ``l1_index``, owned by the active L1 alone (made so).
 
         A missing table is allocated; one shared with a snapshot is copied.  The
@@ -197,18 +246,20 @@ class Qcow2Image:
         entry = self.l1[l1_index]
         offset = l2_offset(entry, l1_index, self.cluster_size)
         if offset and entry & COPIED:
+            self._spare_metadata(offset, self.cluster_size, table=True)
             table = self._l2_table(l1_index)
             assert table is not None
             return offset, table
         refcounts = self.refcounts
         new = refcounts.allocate(1)
+        self._l2_clusters.add(new >> self.header.cluster_bits)
         if offset:
             old = self._l2_table(l1_index)
             assert old is not None
-            table = list(old)
+            table = array.array("Q", old)
             refcounts.free_later([offset >> self.header.cluster_bits])
         else:
-            table = [0] * (self.cluster_size // 8)
+            table = array.array("Q", bytes(self.cluster_size))
         self._cache_put(new, table)
         self._dirty_l2.add(new)
         self.l1[l1_index] = new | COPIED
@@ -268,6 +319,7 @@ class Qcow2Image:
                    and table[l2_index + count] & OFFSET_MASK == host + count * size):
                 count += 1
             step = min(length, (count << bits) - within)
+            self._spare_metadata(host + within, step)
             self.storage.pwrite(host + within, data[:step])
             return step
         count = 1
@@ -374,7 +426,7 @@ class Qcow2Image:
                 self.storage.flush()
                 for offset in sorted(self._dirty_l2):
                     table = self._l2_cache[offset]
-                    self.storage.pwrite(offset, struct.pack(f">{len(table)}Q", *table))
+                    self.storage.pwrite(offset, encode_entries(table))
                 self._dirty_l2.clear()
                 if self._dirty_l1:
                     self.storage.flush()
@@ -395,7 +447,7 @@ class Qcow2Image:
             first, last = indexes[start], indexes[stop - 1]
             entries = self.l1[first:last + 1]
             self.storage.pwrite(self.header.l1_table_offset + 8 * first,
-                                struct.pack(f">{len(entries)}Q", *entries))
+                                encode_entries(entries))
             start = stop
 
     # Section: compressed clusters

@@ -66,6 +66,10 @@ class Refcounts:
             for entry in struct.unpack(f">{len(raw) // 8}Q", raw)]
         self.table_offset = table_offset
         self.table_clusters = table_clusters
+        first = table_offset >> cluster_bits
+        #: Host clusters of the refcount table and blocks (writes must spare them).
+        self.metadata: set[int] = {offset >> cluster_bits for offset in self.table if offset}
+        self.metadata.update(range(first, first + table_clusters))
         self._blocks: dict[int, array.array[int]] = {}
         self._dirty_blocks: set[int] = set()
         self._dirty_entries: set[int] = set()
@@ -161,6 +165,7 @@ class Refcounts:
         """
         where = self.next_free
         self.next_free += 1
+        self.metadata.add(where)
         self.table[index] = where << self.cluster_bits
         self._blocks[index] = array.array("H", bytes(self.cluster_size))
         self._dirty_blocks.add(index)
@@ -190,6 +195,7 @@ class Refcounts:
                                             + self.table_clusters))
         self.table_offset = start << self.cluster_bits
         self.table_clusters = clusters
+        self.metadata.update(range(start, start + clusters))
         for cluster in range(start, start + clusters):
             index = cluster // self.per_block
             if not self.table[index]:

@@ -9,7 +9,10 @@ are reported as :class:`CorruptEntry`, which the image turns into EIO as QEMU do
 
 from __future__ import annotations
 
+import array
 import enum
+import sys
+from collections.abc import Sequence
 from typing import Final
 
 import attrs
@@ -137,7 +140,7 @@ def _subcluster_kind(entry: int, bitmap: int, index: int,
     return Kind.DATA, host + (index << geometry.subcluster_bits)
 
 
-def run_in_table(table: list[int] | None, geometry: Geometry, offset: int,
+def run_in_table(table: Sequence[int] | None, geometry: Geometry, offset: int,
                  length: int) -> Run:
     """The first run of [offset, offset+length) inside one L2 table's range.
 
@@ -192,3 +195,21 @@ def run_in_table(table: list[int] | None, geometry: Geometry, offset: int,
         position = unit_start + step
     assert first_kind is not None
     return Run(first_kind, min(position, end) - offset, first_host)
+
+
+def decode_entries(raw: bytes) -> array.array[int]:
+    """Big-endian 64-bit table entries as a native array (8 bytes each in memory,
+    where a list would take about 36)."""
+    entries = array.array("Q", raw[:len(raw) // 8 * 8])
+    if sys.byteorder == "little":
+        entries.byteswap()
+    return entries
+
+
+def encode_entries(entries: array.array[int]) -> bytes:
+    """The on-disk (big-endian) bytes of table entries."""
+    if sys.byteorder == "little":
+        swapped = array.array("Q", entries)
+        swapped.byteswap()
+        return swapped.tobytes()
+    return entries.tobytes()
