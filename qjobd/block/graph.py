@@ -516,6 +516,24 @@ class BlockGraph:
                 edge.perm, edge.shared = nperm, nshared
                 self._refresh(edge.node, changes)
 
+    # Section: backing links
+
+    def set_backing(self, node: BlockNode, backing: BlockNode | None) -> None:
+        """bdrv_set_backing_hd: ``node``'s backing child becomes ``backing``.
+
+        The new link is made before the old one goes, so images shared by both
+        chains stay open; images left without users are closed.
+        """
+        old = next((edge for edge in node.child_edges if edge.name == "backing"), None)
+        if old is not None and old.node is backing:
+            return
+        if backing is not None:
+            self.attach_child(node, backing, "backing")
+        if old is not None:
+            self._detach(old)
+            if not old.node.parents and not old.node.monitor_owned:
+                self._release(old.node)
+
     # Section: job filters
 
     def insert_filter(self, format_name: str, child: BlockNode, *,

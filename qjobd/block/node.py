@@ -25,6 +25,7 @@ import attrs
 from qjobd import qjson
 from qjobd.block import _host
 from qjobd.block.dirty import DirtyBitmap
+from qjobd.errors import QMPError
 from qjobd.qdict import iteration_order
 
 SECTOR_SIZE: Final = 512
@@ -286,12 +287,13 @@ class BlockNode:
             total += size
         return total
 
-    def _get_info_ok(self) -> bool:
-        """Whether bdrv_get_info succeeds, following filters like QEMU does."""
+    def _get_info(self) -> tuple[int, bool] | None:
+        """bdrv_get_info: (cluster size, 0 for none; dirty flag), or None when it
+        fails.  Filters answer for their child, as QEMU's do."""
         if self.has_get_info:
-            return True
+            return 0, False
         filtered = self.filtered
-        return filtered._get_info_ok() if filtered else False
+        return filtered._get_info() if filtered else None
 
     # Section: public I/O
 
@@ -428,6 +430,23 @@ class BlockNode:
         kind, count = self._do_block_status(offset, min(length, end - offset))
         return kind, max(1, min(count, length))
 
+    def change_backing_file(self, name: str | None, fmt: str | None) -> None:
+        """Store a new backing file name in the image (formats with backing files)."""
+        raise QMPError(f"Driver '{self.format_name}' of node '{self.node_name}' does not "
+                       "support backing files")
+
+    def allocated_here(self, offset: int, length: int) -> tuple[bool, int]:
+        """Whether this node itself (not a backing file) says what the range holds,
+        and for how many bytes that answer holds (bdrv_is_allocated).
+
+        Nodes without a backing file own all their data; filters answer for their
+        child; formats with backing files override this.
+        """
+        filtered = self.filtered
+        if filtered is not None:
+            return filtered.allocated_here(offset, length)
+        return True, length
+
     def flush(self) -> None:
         """Write back this node and its children, skipping clean nodes like QEMU.
 
@@ -535,8 +554,12 @@ class BlockNode:
     def image_info(self) -> dict[str, Any]:
         """ImageInfo in schema member order (the encoder reorders keys itself)."""
         info: dict[str, Any] = {"filename": self.filename, "format": self.format_name}
-        if self._get_info_ok():
-            info["dirty-flag"] = False
+        got = self._get_info()
+        if got is not None:
+            cluster_size, dirty = got
+            if cluster_size:
+                info["cluster-size"] = cluster_size
+            info["dirty-flag"] = dirty
         allocated = self._allocated_size()
         if allocated is not None:
             info["actual-size"] = allocated

@@ -59,9 +59,9 @@ class RawNode(BlockNode):
     def file(self) -> BlockNode:
         return self.child_edges[0].node
 
-    def _get_info_ok(self) -> bool:
+    def _get_info(self) -> tuple[int, bool] | None:
         # raw_get_info asks the file child.
-        return self.file._get_info_ok()
+        return self.file._get_info()
 
     def _length(self) -> int:
         if self.size is not None:

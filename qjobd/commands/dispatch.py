@@ -21,6 +21,7 @@ from qjobd.commands import (  # noqa: F401  (imported to register their handlers
     introspect,
     job,
     mirror,
+    stream,
     transaction,
 )
 from qjobd.commands.context import CommandContext, Services

@@ -450,6 +450,28 @@ class Qcow2Image:
                                 encode_entries(entries))
             start = stop
 
+    def set_backing_file(self, name: str | None, fmt: str | None) -> None:
+        """qcow2_change_backing_file: a new backing file name in the header.
+
+        The tables go to disk first, then the header alone in cluster 0 (the
+        header, its extensions and the name must fit there).
+        """
+        if name is not None and len(name.encode()) > hdr.MAX_BACKING_NAME:
+            raise QMPError("Backing file name too long")
+        with self._lock:
+            self.write_back()
+            header = self.header
+            old = (header.backing_file, header.backing_format)
+            header.backing_file, header.backing_format = name, fmt if name else None
+            try:
+                data = header.encode()
+            except QMPError:
+                header.backing_file, header.backing_format = old
+                raise
+            self.storage.flush()
+            self.storage.pwrite(0, data)
+            self.storage.flush()
+
     # Section: compressed clusters
 
     def read_compressed(self, entry: int) -> bytes:

@@ -101,6 +101,11 @@ class Qcow2Node(BlockNode):
             return None
         return posixpath.join(posixpath.dirname(directory), name)
 
+    def change_backing_file(self, name: str | None, fmt: str | None) -> None:
+        """Name a new backing file in the image (after stream or commit)."""
+        self.image.set_backing_file(name, fmt)
+        self.auto_backing_file = name or ""
+
     # Section: permissions
 
     def child_perm(self, edge: Edge, perm: Perm, shared: Perm) -> tuple[Perm, Perm]:
@@ -201,6 +206,10 @@ class Qcow2Node(BlockNode):
 
     # Section: query
 
+    def _get_info(self) -> tuple[int, bool] | None:
+        header = self.image.header
+        return header.cluster_size, header.dirty
+
     def _allocated_size(self) -> int | None:
         """bdrv_sum_allocated_file_size: data and metadata children, not backing."""
         return self.file._allocated_size()
@@ -208,8 +217,6 @@ class Qcow2Node(BlockNode):
     def image_info(self) -> dict[str, Any]:
         info = super().image_info()
         header = self.image.header
-        info["dirty-flag"] = header.dirty
-        info["cluster-size"] = header.cluster_size
         if header.backing_file:
             info["backing-filename"] = header.backing_file
             full = self.full_backing_filename()

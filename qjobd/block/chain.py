@@ -1,0 +1,68 @@
+"""Backing chains: walking them, finding images in them, what lies above a base.
+
+A chain runs from a node down through filters and backing files
+(``filtered_or_backing``).  Stream and commit copy what the images between two
+points of a chain allocate; these helpers say where that is, as QEMU's
+bdrv_is_allocated_above and bdrv_find_backing_image do.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterator
+
+from qjobd.block.node import BlockNode
+
+
+def below(top: BlockNode, base: BlockNode | None) -> Iterator[BlockNode]:
+    """The nodes under ``top`` down to ``base`` (excluded; None: the whole chain)."""
+    node = top.filtered_or_backing
+    while node is not None and node is not base:
+        yield node
+        node = node.filtered_or_backing
+
+
+def contains(top: BlockNode, node: BlockNode) -> bool:
+    """bdrv_chain_contains: ``node`` is ``top`` or somewhere under it."""
+    current: BlockNode | None = top
+    while current is not None:
+        if current is node:
+            return True
+        current = current.filtered_or_backing
+    return False
+
+
+def find_backing_image(top: BlockNode, name: str) -> BlockNode | None:
+    """bdrv_find_backing_image: the image of the chain called ``name``.
+
+    A name matches a backing node's filename, or the name its overlay stores for
+    it, made absolute against the overlay's directory when relative.
+    """
+    overlay = top
+    while (backing := overlay.filtered_or_backing) is not None:
+        if not overlay.is_filter:
+            stored = overlay.auto_backing_file
+            candidates = {backing.filename, stored}
+            if stored and not stored.startswith("/"):
+                directory = posixpath.dirname(overlay.filename)
+                candidates.add(posixpath.normpath(posixpath.join(directory, stored)))
+            if name in candidates or posixpath.normpath(name) in candidates:
+                return backing
+        overlay = backing
+    return None
+
+
+def allocated_above(top: BlockNode, base: BlockNode | None, offset: int,
+                    length: int) -> tuple[bool, int]:
+    """bdrv_is_allocated_above with include_base false: whether some node from
+    ``top`` down to (not including) ``base`` allocates the range's start, and for
+    how many bytes the answer holds."""
+    count = length
+    node: BlockNode | None = top
+    while node is not None and node is not base:
+        allocated, here = node.allocated_here(offset, count)
+        if allocated:
+            return True, here
+        count = min(count, here)
+        node = node.filtered_or_backing
+    return False, count

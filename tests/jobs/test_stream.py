@@ -1,0 +1,191 @@
+"""block-stream on qcow2 backing chains, through a real qjobd (and QSD 7.2).
+
+What the guest sees must never change: the top image reads the same before the
+job, after it, and after a kill -9 in the middle of it.  Afterwards the top image
+names the base (or nothing) as its backing file, and passes qemu-img check.  The
+argument checks and the job's events are compared with qemu-storage-daemon.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.client import Client, without_drain_pairs
+from helpers.daemons import qsd_available, start_qjobd, start_qsd, stop
+from helpers.images import MiB
+from helpers.qcow2 import check, info, make_qcow2, qcow2_opts, qemu_io, raw_content
+
+KiB = 1 << 10
+
+
+def make_chain(directory: Path, depth: int, size: int = 8 * MiB,
+               cluster_size: int = 64 * KiB, absolute: bool = False) -> list[Path]:
+    """base (l0) <- l1 <- ... <- l<depth>; each layer writes a stripe, zeroes some
+    of the one below and leaves holes.  Backing names are relative unless
+    ``absolute``."""
+    images = [make_qcow2(directory / "l0.qcow2", size, cluster_size=cluster_size)]
+    qemu_io(images[0], f"write -P 16 0 {size // 2}")
+    for level in range(1, depth + 1):
+        layer = make_qcow2(directory / f"l{level}.qcow2", size, cluster_size=cluster_size,
+                           backing=images[-1] if absolute else Path(images[-1].name))
+        stripe = level * (size // (depth + 2))
+        qemu_io(layer, f"write -P {level} {stripe} 200k", f"write -z {stripe + 256 * KiB} 64k")
+        images.append(layer)
+    return images
+
+
+def stream(c: Client, job: str, **arguments: Any) -> None:
+    c.ok("block-stream", {"job-id": job, **arguments})
+    c.wait_status(job, "null")
+
+
+@pytest.mark.parametrize("depth", [1, 3, 10])
+def test_stream_whole_chain_and_down_to_a_base(qjobd_socket: Path, tmp_path: Path,
+                                               depth: int) -> None:
+    images = make_chain(tmp_path, depth)
+    top = images[-1]
+    before = raw_content(top, tmp_path / "before.raw")
+    with Client(qjobd_socket) as c:
+        c.ok("blockdev-add", qcow2_opts("top", top))
+        if depth > 1:
+            # Down to the middle of the chain first, by file name.
+            middle = images[depth // 2]
+            stream(c, "s1", device="top", base=str(middle))
+            assert info(top)["backing-filename"] == str(middle)
+            assert raw_content(top, tmp_path / "mid.raw") == before
+        stream(c, "s2", device="top")
+        nodes = c.ok("query-named-block-nodes", {"flat": True})
+        assert [n["drv"] for n in nodes] == ["qcow2", "file"]
+    assert "backing-filename" not in info(top)
+    check(top)
+    assert raw_content(top, tmp_path / "after.raw") == before
+
+
+def test_base_node_bottom_and_backing_file(qjobd_socket: Path, tmp_path: Path) -> None:
+    # Absolute names: the nodes given as backing are the ones the headers name, so
+    # no filename turns into json:{...} (which QEMU would write into the header).
+    images = make_chain(tmp_path, 3, absolute=True)
+    before = raw_content(images[3], tmp_path / "before.raw")
+    with Client(qjobd_socket) as c:
+        c.ok("blockdev-add", qcow2_opts("base", images[0], **{"read-only": True}))
+        c.ok("blockdev-add", qcow2_opts("l1", images[1], backing="base",
+                                        **{"read-only": True}))
+        c.ok("blockdev-add", qcow2_opts("l2", images[2], backing="l1",
+                                        **{"read-only": True}))
+        c.ok("blockdev-add", qcow2_opts("top", images[3], backing="l2"))
+        # bottom=l2: only l2's data comes up; the top then sits on l1.
+        stream(c, "s1", device="top", bottom="l2")
+        assert info(images[3])["backing-filename"] == str(images[1])
+        # base-node, with a name of our choosing written into the header.
+        stream(c, "s2", device="top", **{"base-node": "base", "backing-file": "l0.qcow2"})
+        facts = info(images[3])
+        assert (facts["backing-filename"], facts["backing-filename-format"]) == (
+            "l0.qcow2", "qcow2")
+        # Monitor-owned images leave the chain but stay open.
+        names = {n.get("node-name") for n in c.ok("query-named-block-nodes", {"flat": True})}
+        assert {"base", "l1", "l2", "top"} <= names
+    check(images[3])
+    assert raw_content(images[3], tmp_path / "after.raw") == before
+
+
+def test_refusals(qjobd_socket: Path, tmp_path: Path) -> None:
+    images = make_chain(tmp_path, 2)
+    with Client(qjobd_socket) as c:
+        c.ok("blockdev-add", qcow2_opts("ro", images[2], **{"read-only": True}))
+        assert "cannot reopen node 'ro' read-write" in c.error(
+            "block-stream", {"job-id": "s", "device": "ro"})
+        assert c.ok("query-jobs") == []
+        assert [n["drv"] for n in c.ok("query-named-block-nodes", {"flat": True})].count(
+            "copy-on-read") == 0
+
+
+def exchanges(socket: Path, directory: Path) -> tuple[list[str], dict[str, list[str]]]:
+    """Argument checks, then two streams; replies as sent and each job's statuses."""
+    images = make_chain(directory, 2)
+    base = str(images[0])
+    lines: list[str] = []
+    with Client(socket) as c:
+        c.ok("blockdev-add", qcow2_opts("top", images[2]))
+        for arguments in [
+            {"device": "nope"},
+            {"device": "top", "base-node": "nope"},
+            {"device": "top", "base-node": "top"},
+            {"device": "top", "base": str(directory / "x.qcow2")},
+            {"device": "top", "backing-file": "foo"},
+            {"device": "top", "base": base, "bottom": "x"},
+            {"device": "top", "base": base, "base-node": "x"},
+            {"device": "top", "bottom": "x", "base-node": "x"},
+            {"device": "top", "bottom": "nope"},
+            {"device": "top"},
+            {"device": "top", "job-id": "bad id"},
+        ]:
+            lines.append(c.raw("block-stream", arguments))
+        lines.append(c.raw("block-stream", {"job-id": "s1", "device": "top", "base": base,
+                                            "auto-dismiss": False, "auto-finalize": False}))
+        c.wait_status("s1", "pending")
+        lines.append(c.raw("query-jobs"))
+        lines.append(c.raw("block-stream", {"job-id": "s2", "device": "top"}))
+        lines.append(c.raw("job-finalize", {"id": "s1"}))
+        c.wait_status("s1", "concluded")
+        lines.append(c.raw("query-jobs"))
+        lines.append(c.raw("job-dismiss", {"id": "s1"}))
+        lines.append(c.raw("block-stream", {"job-id": "s2", "device": "top"}))
+        c.wait_status("s2", "null")
+        lines.append(c.raw("query-jobs"))
+        statuses = {job: without_drain_pairs(c.statuses(job)) for job in ("s1", "s2")}
+        events = [e["event"] for e in c.events if e["event"] != "JOB_STATUS_CHANGE"]
+    lines.append(" ".join(events))
+    return [line.replace(str(directory), "D") for line in lines], statuses
+
+
+@pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon not installed")
+def test_same_answers_and_events_as_qsd(tmp_path: Path) -> None:
+    results = []
+    for name, start in (("qsd", start_qsd), ("qjobd", start_qjobd)):
+        directory = tmp_path / name
+        directory.mkdir()
+        process = start(directory / "d.sock")
+        try:
+            results.append(exchanges(directory / "d.sock", directory))
+        finally:
+            stop(process)
+    (theirs, their_statuses), (ours, our_statuses) = results
+    assert our_statuses == their_statuses
+    for mine, expected in zip(ours, theirs, strict=True):
+        assert mine == expected
+    for name in ("qsd", "qjobd"):
+        top = tmp_path / name / "l2.qcow2"
+        assert "backing-filename" not in info(top)
+        check(top)
+    assert raw_content(tmp_path / "qsd" / "l2.qcow2", tmp_path / "a.raw") == raw_content(
+        tmp_path / "qjobd" / "l2.qcow2", tmp_path / "b.raw")
+
+
+def test_kill_9_during_stream_keeps_what_the_guest_sees(tmp_path: Path) -> None:
+    rng = random.Random(3)
+    for round_number in range(8):
+        directory = tmp_path / f"r{round_number}"
+        directory.mkdir()
+        images = make_chain(directory, 3, size=16 * MiB, cluster_size=rng.choice(
+            [4 * KiB, 64 * KiB]))
+        top = images[-1]
+        before = raw_content(top, directory / "before.raw")
+        process = start_qjobd(directory / "d.sock")
+        try:
+            with Client(directory / "d.sock") as c:
+                c.ok("blockdev-add", qcow2_opts("top", top))
+                c.ok("block-stream", {"job-id": "s", "device": "top", "speed": 30 * MiB})
+                c.settle(rng.uniform(0.0, 0.6))
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            if process.stderr:
+                process.stderr.close()
+        done = subprocess.run(["qemu-img", "check", str(top)], capture_output=True)
+        assert done.returncode in (0, 3), done.stdout
+        assert raw_content(top, directory / "after.raw") == before, round_number
