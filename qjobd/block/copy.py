@@ -141,17 +141,23 @@ def _copy_data(src: BlockNode, dst: BlockNode, offset: int, length: int,
 
 
 def _copy_range(src: BlockNode, dst: BlockNode, offset: int, length: int) -> int:
-    """copy_file_range as far as it goes; returns the bytes copied (maybe 0)."""
-    src_fd = src.passthrough_fd()
+    """copy_file_range as far as it goes; returns the bytes copied (maybe 0).
+
+    The source says where its data lies in an OS file (a raw file, or a qcow2
+    image's data clusters, run by run), as QEMU's copy_range does.
+    """
     dst_fd = dst.passthrough_fd()
-    if src_fd is None or dst_fd is None or dst.read_only or dst.closed:
+    if dst_fd is None or dst.read_only or dst.closed:
         return 0
-    (sfd, sshift), (dfd, dshift) = src_fd, dst_fd
+    dfd, dshift = dst_fd
     done = 0
     try:
         while done < length:
-            got = os.copy_file_range(sfd, dfd, length - done,
-                                     offset + done + sshift, offset + done + dshift)
+            extent = src.host_extent(offset + done, length - done)
+            if extent is None:
+                break
+            sfd, host, count = extent
+            got = os.copy_file_range(sfd, dfd, count, host, offset + done + dshift)
             if got == 0:
                 # Source file ended early (shrunk under us): let the buffered path
                 # read the rest as zeroes.

@@ -269,6 +269,19 @@ class BlockNode:
         """
         return None
 
+    def host_extent(self, offset: int, length: int) -> tuple[int, int, int] | None:
+        """(fd, file offset, byte count) when the data at ``offset`` lies as it is
+        in an OS file for ``count`` (<= ``length``) bytes, else None.
+
+        The copy engine then moves it with copy_file_range.  The default follows
+        :meth:`passthrough_fd`; formats that map ranges (qcow2) answer per run.
+        """
+        passthrough = self.passthrough_fd()
+        if passthrough is None:
+            return None
+        fd, shift = passthrough
+        return fd, offset + shift, length
+
     def debug_event(self, event: str) -> None:
         """A blkdebug event raised on this node by a parent; no-op except in blkdebug."""
 

@@ -276,3 +276,26 @@ def _set_backing(image: Path, name: str) -> None:
     data[8:16] = name_offset.to_bytes(8, "big")
     data[16:20] = len(encoded).to_bytes(4, "big")
     image.write_bytes(bytes(data))
+
+
+def test_host_extents_point_at_the_data(graph: BlockGraph, tmp_path: Path) -> None:
+    """What the copy engine hands to copy_file_range is the guest's data, run by
+    run, also when qemu-io wrote the clusters out of order."""
+    image = make_qcow2(tmp_path / "h.qcow2", 8 * MiB)
+    qemu_io(image, "write -P 3 4M 1M", "write -P 1 0 1M", "write -P 2 6M 64k",
+            "write -z 2M 1M")
+    node = graph.add(qcow2_opts("q", image, **{"read-only": True}))
+    position = 0
+    seen = 0
+    while position < node.length():
+        extent = node.host_extent(position, node.length() - position)
+        kind, count = node.block_status(position, node.length() - position)
+        if extent is None:
+            assert kind is BlockStatus.ZERO
+            position += count
+            continue
+        fd, host, length = extent
+        assert os.pread(fd, length, host) == node.pread(position, length)
+        seen += length
+        position += length
+    assert seen == 2 * MiB + 64 * KiB

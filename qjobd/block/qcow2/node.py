@@ -150,6 +150,19 @@ class Qcow2Node(BlockNode):
                 part[:] = _host.zero_bytes(run.length)
             done += run.length
 
+    def host_extent(self, offset: int, length: int) -> tuple[int, int, int] | None:
+        """A run of data clusters, where the file child is a plain file."""
+        if self.detect_zeroes != "off" or offset >= self.length():
+            return None
+        passthrough = self.file.passthrough_fd()
+        if passthrough is None:
+            return None
+        run = self.image.map(offset, min(length, self.length() - offset))
+        if run.kind is not Kind.DATA:
+            return None
+        fd, shift = passthrough
+        return fd, run.host + shift, run.length
+
     def _read_backing(self, offset: int, buffer: memoryview) -> None:
         backing = self.backing
         assert backing is not None
