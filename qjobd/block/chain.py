@@ -11,6 +11,8 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 
+from qjobd.block import _host
+from qjobd.block.copy import CopyError
 from qjobd.block.node import BlockNode
 
 
@@ -66,3 +68,31 @@ def allocated_above(top: BlockNode, base: BlockNode | None, offset: int,
         count = min(count, here)
         node = node.filtered_or_backing
     return False, count
+
+
+def copy_allocated(source: BlockNode, chain_top: BlockNode | None, base: BlockNode | None,
+                   target: BlockNode, offset: int, length: int) -> tuple[int, bool]:
+    """One step of stream and commit (blocking): if an image from ``chain_top`` down
+    to ``base`` allocates the range's start, read it through ``source`` and write
+    it into ``target``.  Returns (bytes covered, whether they were copied).
+
+    Zero ranges become zero writes, so the target stays sparse.  Raises CopyError
+    naming the side that failed.
+    """
+    if chain_top is None:
+        return length, False
+    above, count = allocated_above(chain_top, base, offset, length)
+    if not above:
+        return count, False
+    try:
+        data = source.pread(offset, count)
+    except OSError as error:
+        raise CopyError("read", error) from error
+    try:
+        if _host.is_zero(data):
+            target.write_zeroes(offset, count, may_unmap=False)
+        else:
+            target.pwrite(offset, data)
+    except OSError as error:
+        raise CopyError("write", error) from error
+    return count, True

@@ -95,6 +95,17 @@ class FileNode(BlockNode):
             self._close()
             raise
 
+    def _reopen(self, read_only: bool) -> None:
+        """A new fd in the old one's place (dup2), so threads keep their number."""
+        if read_only:
+            self.flush()
+        new_fd = self._os_open(not read_only)
+        try:
+            os.dup2(new_fd, self.fd, inheritable=False)
+        finally:
+            os.close(new_fd)
+        self._fd_read_only = False
+
     def ensure_writable(self) -> None:
         """Reopen read-write in place (dup2 keeps the fd number other threads use)."""
         if not self._fd_read_only:

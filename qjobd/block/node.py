@@ -648,6 +648,39 @@ class BlockNode:
             nshared = PERM_ALL
         return nperm, nshared
 
+    def reopen(self, read_only: bool) -> None:
+        """bdrv_reopen_set_read_only for this node and the children that inherit
+        its options (not monitor-owned ones); raises QMPError and changes nothing
+        when the node cannot be made writable.
+
+        Drivers with state that depends on it (file descriptors, qcow2's
+        refcounts) override :meth:`_reopen`.
+        """
+        if read_only == self.read_only:
+            return
+        children = [edge.node for edge in self.child_edges
+                    if edge.name != "backing" and not edge.node.monitor_owned]
+        if read_only:
+            self._reopen(True)
+            self.read_only = True
+            for child in children:
+                child.reopen(True)
+            return
+        done: list[BlockNode] = []
+        try:
+            for child in children:
+                child.reopen(False)
+                done.append(child)
+            self._reopen(False)
+        except BaseException:
+            for child in done:
+                child.reopen(True)
+            raise
+        self.read_only = False
+
+    def _reopen(self, read_only: bool) -> None:
+        """The driver's part of :meth:`reopen` (flags only, by default)."""
+
     def ensure_writable(self) -> None:
         """Called when a parent takes write permission; may reopen read-write.
 

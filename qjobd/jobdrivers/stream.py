@@ -15,12 +15,13 @@ limit counts only copied bytes, as in QEMU.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 from typing import TYPE_CHECKING, Final
 
 import attrs
 
-from qjobd.block import PERM_ALL, PERM_NONE, BlockGraph, BlockNode, Perm, _host, chain
+from qjobd.block import PERM_ALL, PERM_NONE, BlockGraph, BlockNode, Perm, chain
 from qjobd.block.copy import CopyError
 from qjobd.block.filter import FilterNode
 from qjobd.errors import QMPError
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from qjobd.jobs.manager import JobManager
 
 __all__ = ["StreamDriver", "StreamOptions", "setup_stream"]
+
+logger = logging.getLogger(__name__)
 
 #: QEMU's STREAM_CHUNK: what one step looks at.
 CHUNK: Final = 512 << 10
@@ -55,10 +58,11 @@ def setup_stream(graph: BlockGraph, jobs: JobManager, options: StreamOptions) ->
     """stream_start: the filter, the job, the claims (not started).  Raises QMPError;
     a failure after the job exists dismisses it and undoes the graph changes."""
     top = options.top
-    if top.read_only:
-        raise QMPError(f"qjobd cannot reopen node '{top.node_name}' read-write yet; add "
-                       "it with read-only set to false to stream into it")
     driver = StreamDriver(graph, options)
+    if top.read_only:
+        # Made writable for the job and read-only again afterwards, as QEMU does.
+        top.reopen(False)
+        driver.reopened = True
     driver.insert_filter()
     job: Job | None = None
     try:
@@ -83,6 +87,8 @@ class StreamDriver(BlockJobDriver):
         self.top = options.top
         self.base = options.base
         self.filter: FilterNode | None = None
+        #: The top node was read-only and is made so again at the end.
+        self.reopened = False
         self._cleaned = False
 
     # Section: setup
@@ -108,6 +114,16 @@ class StreamDriver(BlockJobDriver):
         if self.filter is not None:
             self.graph.remove_filter(self.filter)
             self.filter = None
+        self._restore_read_only()
+
+    def _restore_read_only(self) -> None:
+        if self.reopened:
+            self.reopened = False
+            try:
+                self.top.reopen(True)
+            except (QMPError, OSError) as error:
+                logger.warning("stream: node %s stays read-write: %s",
+                               self.top.node_name, error)
 
     # Section: the job's work
 
@@ -141,24 +157,7 @@ class StreamDriver(BlockJobDriver):
         allocated, count = top.allocated_here(offset, length)
         if allocated:
             return count, False
-        backing = top.backing
-        if backing is None:
-            return count, False
-        above, count = chain.allocated_above(backing, self.base, offset, count)
-        if not above:
-            return count, False
-        try:
-            data = top.pread(offset, count)
-        except OSError as error:
-            raise CopyError("read", error) from error
-        try:
-            if _host.is_zero(data):
-                top.write_zeroes(offset, count, may_unmap=False)
-            else:
-                top.pwrite(offset, data)
-        except OSError as error:
-            raise CopyError("write", error) from error
-        return count, True
+        return chain.copy_allocated(top, top.backing, self.base, top, offset, count)
 
     # Section: the end
 
@@ -187,3 +186,4 @@ class StreamDriver(BlockJobDriver):
         if self.filter is not None:
             self.graph.remove_filter(self.filter)
             self.filter = None
+        self._restore_read_only()

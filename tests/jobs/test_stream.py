@@ -93,15 +93,19 @@ def test_base_node_bottom_and_backing_file(qjobd_socket: Path, tmp_path: Path) -
     assert raw_content(images[3], tmp_path / "after.raw") == before
 
 
-def test_refusals(qjobd_socket: Path, tmp_path: Path) -> None:
+def test_read_only_top_is_reopened_for_the_job(qjobd_socket: Path, tmp_path: Path) -> None:
+    """As QEMU does: writable during the job, read-only again afterwards."""
     images = make_chain(tmp_path, 2)
+    before = raw_content(images[2], tmp_path / "before.raw")
     with Client(qjobd_socket) as c:
         c.ok("blockdev-add", qcow2_opts("ro", images[2], **{"read-only": True}))
-        assert "cannot reopen node 'ro' read-write" in c.error(
-            "block-stream", {"job-id": "s", "device": "ro"})
+        stream(c, "s", device="ro")
+        nodes = c.ok("query-named-block-nodes", {"flat": True})
+        assert [(n["drv"], n["ro"]) for n in nodes] == [("qcow2", True), ("file", True)]
         assert c.ok("query-jobs") == []
-        assert [n["drv"] for n in c.ok("query-named-block-nodes", {"flat": True})].count(
-            "copy-on-read") == 0
+    check(images[2])
+    assert raw_content(images[2], tmp_path / "after.raw") == before
+    assert "backing-filename" not in info(images[2])
 
 
 def exchanges(socket: Path, directory: Path) -> tuple[list[str], dict[str, list[str]]]:

@@ -223,6 +223,20 @@ class Qcow2Image:
                        "metadata: the image is corrupt", min(hit) << self.header.cluster_bits)
             raise _eio("write would overwrite qcow2 metadata")
 
+    def set_writable(self, writable: bool) -> None:
+        """Start or stop writing (a reopen); tables are written back first."""
+        if writable == self.writable:
+            return
+        with self._lock:
+            if writable:
+                self._open_for_writing()
+                self.writable = True
+            else:
+                self.write_back()
+                self.storage.flush()
+                self.writable = False
+                self._refcounts = None
+
     def _refcount_table_moved(self, offset: int, clusters: int) -> None:
         self.header.refcount_table_offset = offset
         self.header.refcount_table_clusters = clusters

@@ -156,6 +156,10 @@ def run_in_table(table: Sequence[int] | None, geometry: Geometry, offset: int,
     length = min(length, table_left)
     if table is None:
         return Run(Kind.UNALLOCATED, length)
+    if not geometry.extended_l2:
+        fast = _uniform_run(table, geometry, offset, length)
+        if fast is not None:
+            return fast
     unit_bits = geometry.subcluster_bits
     unit = 1 << unit_bits
     position = offset
@@ -195,6 +199,55 @@ def run_in_table(table: Sequence[int] | None, geometry: Geometry, offset: int,
         position = unit_start + step
     assert first_kind is not None
     return Run(first_kind, min(position, end) - offset, first_host)
+
+
+#: Entries compared at once when looking for the end of a uniform run.
+_RUN_BLOCK: Final = 64
+
+
+def _uniform_run(table: Sequence[int], geometry: Geometry, offset: int,
+                 length: int) -> Run | None:
+    """The common runs found at C speed: unallocated entries (0), plain zero
+    clusters (the zero flag alone), and data clusters that follow each other on
+    the host (each entry the previous plus one cluster).  None: the slow walk
+    decides (compressed clusters, preallocated zero clusters, anything odd).
+
+    Entries are compared against the arithmetic sequence they would form, a block
+    at a time, so that a fully allocated image costs no Python per cluster.
+    """
+    bits = geometry.cluster_bits
+    cluster_size = geometry.cluster_size
+    first = (offset >> bits) & (geometry.l2_entries - 1)
+    clusters = ((offset + length - 1) >> bits) - (offset >> bits) + 1
+    entry = table[first]
+    if entry == 0:
+        kind, host, step = Kind.UNALLOCATED, 0, 0
+    elif entry == ZERO:
+        kind, host, step = Kind.ZERO, 0, 0
+    else:
+        kind, host = _standard_kind(entry, cluster_size)
+        if kind is not Kind.DATA:
+            return None
+        step = cluster_size
+    if not isinstance(table, array.array):
+        return None
+    count = 0
+    while count < clusters:
+        size = min(_RUN_BLOCK, clusters - count)
+        start = entry + count * step
+        expected = (array.array("Q", range(start, start + size * step, step)) if step
+                    else array.array("Q", [entry]) * size)
+        chunk = table[first + count:first + count + size]
+        if chunk == expected:
+            count += size
+            continue
+        while chunk[0] == expected[0]:
+            chunk, expected = chunk[1:], expected[1:]
+            count += 1
+        break
+    within = offset & (cluster_size - 1)
+    run_length = min(length, (count << bits) - within)
+    return Run(kind, run_length, host + within if kind is Kind.DATA else 0)
 
 
 def decode_entries(raw: bytes) -> array.array[int]:
