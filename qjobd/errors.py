@@ -48,3 +48,7 @@ class CommandNotFound(QMPError):
 
 class DeviceNotActive(QMPError):
     error_class = "DeviceNotActive"
+
+
+class DeviceNotFound(QMPError):
+    error_class = "DeviceNotFound"

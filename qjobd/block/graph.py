@@ -603,6 +603,13 @@ class BlockGraph:
                 old.parents.insert(0, edge)
             self._refresh(old, [])
             raise
+        for edge in moved:
+            blocker = self._backing_blockers.get(edge)
+            if blocker is not None:
+                # The backing file's blocker goes where the backing link now points.
+                blocker.release()
+                self._backing_blockers[edge] = self.block_ops(
+                    new, blocker.reason, BACKING_EXEMPT_OPS)
 
 
 def _ref_filename(ref: dict[str, Any]) -> str | None:

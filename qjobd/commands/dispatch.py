@@ -16,6 +16,7 @@ from qjobd.commands import (  # noqa: F401  (imported to register their handlers
     backup,
     block,
     blockjob,
+    commit,
     control,
     create,
     introspect,

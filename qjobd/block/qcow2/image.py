@@ -479,12 +479,13 @@ class Qcow2Image:
             header.backing_file, header.backing_format = name, fmt if name else None
             try:
                 data = header.encode()
-            except QMPError:
+                self.storage.flush()
+                self.storage.pwrite(0, data)
+                self.storage.flush()
+            except (QMPError, OSError):
                 header.backing_file, header.backing_format = old
+                header.encode()  # the offsets it keeps, back to the old name's
                 raise
-            self.storage.flush()
-            self.storage.pwrite(0, data)
-            self.storage.flush()
 
     # Section: compressed clusters
 

@@ -1,0 +1,115 @@
+"""Handler of block-commit (schema/block-core.json).
+
+The checks are qmp_block_commit's, in its order and with its texts; the job is
+:mod:`qjobd.jobdrivers.commit`.  Committing the active layer (the mirror-like
+active commit) is refused for now with a message saying so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qjobd.block import BlockGraph, BlockNode, Perm, chain
+from qjobd.commands.arguments import block_job_options, value
+from qjobd.commands.context import CommandContext
+from qjobd.commands.registry import handler
+from qjobd.errors import DeviceNotFound, QMPError
+from qjobd.jobdrivers.blockjob import BlockJobOptions
+from qjobd.jobdrivers.commit import CommitOptions, setup_commit
+
+
+def _root(graph: BlockGraph, device: str) -> BlockNode:
+    """qmp_get_root_bs, with the DeviceNotFound class libvirt probes for."""
+    node = graph.find(device)
+    if node is None:
+        raise DeviceNotFound(f"Device '{device}' not found")
+    if not graph.is_root_node(node):
+        raise QMPError("Need a root block node")
+    return node
+
+
+def _named(graph: BlockGraph, name: str) -> BlockNode:
+    """bdrv_lookup_bs(NULL, name)."""
+    node = graph.find(name)
+    if node is None:
+        raise QMPError(f"Cannot find device='' nor node-name='{name}'")
+    return node
+
+
+def _skip_filters(node: BlockNode) -> BlockNode:
+    while (below := node.filtered) is not None:
+        node = below
+    return node
+
+
+def _overlay(device: BlockNode, top: BlockNode) -> BlockNode | None:
+    """bdrv_find_overlay: the image whose backing chain goes on at ``top``."""
+    current = device
+    while (below := current.filtered_or_backing) is not None:
+        if below is top:
+            return current
+        current = below
+    return None
+
+
+@handler("block-commit")
+async def block_commit(context: CommandContext, arguments: Any) -> None:
+    graph = context.services.block
+    device_name: str = arguments.device
+    device = _root(graph, device_name)
+    graph.check_op(device, "commit-source")
+    top: BlockNode | None = device
+    if arguments.top_node is not None and arguments.top is not None:
+        raise QMPError("'top-node' and 'top' are mutually exclusive")
+    if arguments.top_node is not None:
+        top = _named(graph, arguments.top_node)
+        if not chain.contains(device, top):
+            raise QMPError(f"'{arguments.top_node}' is not in this backing file chain")
+    elif arguments.top and device.filename != arguments.top:
+        top = chain.find_backing_image(device, arguments.top)
+    if top is None:
+        raise QMPError(f"Top image file {arguments.top or 'NULL'} not found")
+    if arguments.base_node is not None and arguments.base is not None:
+        raise QMPError("'base-node' and 'base' are mutually exclusive")
+    if arguments.base_node is not None:
+        base: BlockNode | None = _named(graph, arguments.base_node)
+        assert base is not None
+        if not chain.contains(top, base):
+            raise QMPError(f"'{arguments.base_node}' is not in this backing file chain")
+    elif arguments.base:
+        base = chain.find_backing_image(top, arguments.base)
+        if base is None:
+            raise QMPError(f"Can't find '{arguments.base}' in the backing chain")
+    else:
+        # bdrv_find_base: the bottom of the chain (the top itself without backing).
+        base = top
+        for node in chain.below(top, None):
+            base = node
+    for node in (top, *chain.below(top, base.filtered_or_backing)):
+        graph.check_op(node, "commit-target")
+    if top is base:
+        raise QMPError("cannot commit an image into itself")
+    perm, _ = top.cumulative_perms()
+    active = _skip_filters(top) is _skip_filters(device)
+    if perm & Perm.WRITE or active:
+        if arguments.backing_file is not None:
+            if active:
+                raise QMPError("'backing-file' specified, but 'top' is the active layer")
+            raise QMPError("'backing-file' specified, but 'top' has a writer on it")
+        raise QMPError("qjobd does not run active commits yet: commit an image below "
+                       "the active layer (top-node), or stream instead")
+    overlay = _overlay(device, top)
+    assert overlay is not None
+    graph.check_op(overlay, "commit-target")
+    if _skip_filters(top) is _skip_filters(base):
+        raise QMPError("Invalid files for merge: top and base are the same")
+    common = block_job_options(context, arguments)
+    policy = value(arguments.on_error, "report")
+    common = BlockJobOptions(
+        job_id=common.job_id, speed=common.speed, auto_finalize=common.auto_finalize,
+        auto_dismiss=common.auto_dismiss, on_source_error=policy, on_target_error=policy,
+        request_id=common.request_id)
+    options = CommitOptions(common=common, device=device, top=top, base=base,
+                            overlay=overlay, backing_file=arguments.backing_file,
+                            filter_node_name=arguments.filter_node_name)
+    context.services.jobs.start(setup_commit(graph, context.services.jobs, options))

@@ -1,0 +1,178 @@
+"""block-commit of intermediate images, through a real qjobd (and QSD 7.2).
+
+The base must end up as ``qemu-img commit`` leaves it, the active image must read
+as before (also after a kill -9 in the middle of the job), and the overlay must
+name the base.  The argument checks, replies and job events are compared with
+qemu-storage-daemon.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.client import Client, without_drain_pairs
+from helpers.daemons import qsd_available, start_qjobd, start_qsd, stop
+from helpers.images import MiB
+from helpers.qcow2 import check, info, make_qcow2, qcow2_opts, qemu_io, raw_content, run
+
+KiB = 1 << 10
+
+
+def make_chain(directory: Path, depth: int, size: int = 8 * MiB,
+               cluster_size: int = 64 * KiB) -> list[Path]:
+    """l0 <- l1 <- ... <- l<depth> with absolute backing names; each layer writes a
+    stripe and zeroes part of the one below."""
+    images = [make_qcow2(directory / "l0.qcow2", size, cluster_size=cluster_size)]
+    qemu_io(images[0], f"write -P 16 0 {size // 2}")
+    for level in range(1, depth + 1):
+        layer = make_qcow2(directory / f"l{level}.qcow2", size, cluster_size=cluster_size,
+                           backing=images[-1])
+        stripe = level * (size // (depth + 2))
+        qemu_io(layer, f"write -P {level} {stripe} 200k", f"write -z {stripe + 256 * KiB} 64k")
+        images.append(layer)
+    return images
+
+
+def expected_base(images: list[Path], top: int, base: int, directory: Path) -> Path:
+    """What qemu-img commit makes of the base: on copies of the chain."""
+    copies = directory / "oracle"
+    copies.mkdir()
+    for image in images:
+        shutil.copy(image, copies / image.name)
+    for level in range(1, len(images)):
+        run("qemu-img", "rebase", "-u", "-b", str(copies / f"l{level - 1}.qcow2"), "-F",
+            "qcow2", str(copies / f"l{level}.qcow2"))
+    run("qemu-img", "commit", "-b", str(copies / f"l{base}.qcow2"),
+        str(copies / f"l{top}.qcow2"))
+    return copies / f"l{base}.qcow2"
+
+
+@pytest.mark.parametrize(("depth", "top", "base"), [(2, 1, 0), (3, 2, 0), (10, 8, 3)])
+def test_commit_intermediate_images(qjobd_socket: Path, tmp_path: Path, depth: int,
+                                    top: int, base: int) -> None:
+    images = make_chain(tmp_path, depth)
+    active = images[-1]
+    before = raw_content(active, tmp_path / "before.raw")
+    oracle = expected_base(images, top, base, tmp_path)
+    with Client(qjobd_socket) as c:
+        c.ok("blockdev-add", qcow2_opts("active", active))
+        c.ok("block-commit", {"job-id": "c", "device": "active",
+                              "top": str(images[top]), "base": str(images[base])})
+        c.wait_status("c", "null")
+        # The committed images left the chain and were closed.
+        files = sorted(n["file"] for n in c.ok("query-named-block-nodes", {"flat": True})
+                       if n["drv"] == "qcow2")
+        assert files == sorted(str(images[i]) for i in
+                               [*range(base + 1), *range(top + 1, depth + 1)])
+    overlay = images[top + 1]
+    assert info(overlay)["backing-filename"] == str(images[base])
+    for image in (images[base], overlay):
+        check(image)
+    run("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", str(images[base]), str(oracle))
+    assert raw_content(active, tmp_path / "after.raw") == before
+
+
+def test_read_only_base_is_reopened_and_active_commit_refused(qjobd_socket: Path,
+                                                              tmp_path: Path) -> None:
+    images = make_chain(tmp_path, 2)
+    with Client(qjobd_socket) as c:
+        c.ok("blockdev-add", qcow2_opts("active", images[2]))
+        assert "active commits" in c.error("block-commit", {"job-id": "a", "device": "active"})
+        c.ok("block-commit", {"job-id": "c", "device": "active", "top": str(images[1]),
+                              "backing-file": "l0.qcow2", "speed": 64 * MiB})
+        c.wait_status("c", "null")
+        nodes = c.ok("query-named-block-nodes", {"flat": True})
+        base = [n for n in nodes if n["file"] == str(images[0]) and n["drv"] == "qcow2"]
+        assert [n["ro"] for n in base] == [True]
+    assert info(images[2])["backing-filename"] == "l0.qcow2"
+    check(images[0])
+
+
+def exchanges(socket: Path, directory: Path) -> tuple[list[str], dict[str, list[str]]]:
+    images = make_chain(directory, 2)
+    d = str(directory)
+    lines: list[str] = []
+    with Client(socket) as c:
+        c.ok("blockdev-add", qcow2_opts("top", images[2]))
+        for arguments in [
+            {"device": "nope"},
+            {"device": "top", "top-node": "x", "top": "y"},
+            {"device": "top", "top-node": "nope"},
+            {"device": "top", "top": "/nope"},
+            {"device": "top", "base": "/nope"},
+            {"device": "top", "base-node": "nope"},
+            {"device": "top", "base-node": "top"},
+            {"device": "top", "top": f"{d}/l0.qcow2"},
+            {"device": "top", "top": f"{d}/l1.qcow2", "base": f"{d}/l1.qcow2"},
+            {"device": "top", "backing-file": "x"},
+            {"device": "top", "top": f"{d}/l1.qcow2", "base-node": "x", "base": "y"},
+            {"device": "top", "top": f"{d}/l1.qcow2", "job-id": "bad id"},
+        ]:
+            lines.append(c.raw("block-commit", arguments))
+        lines.append(c.raw("block-commit", {"job-id": "c", "device": "top",
+                                            "top": f"{d}/l1.qcow2", "auto-dismiss": False,
+                                            "auto-finalize": False}))
+        c.wait_status("c", "pending")
+        lines.append(c.raw("query-jobs"))
+        lines.append(c.raw("job-finalize", {"id": "c"}))
+        c.wait_status("c", "concluded")
+        lines.append(c.raw("query-jobs"))
+        lines.append(c.raw("job-dismiss", {"id": "c"}))
+        statuses = {"c": without_drain_pairs(c.statuses("c"))}
+        events: list[Any] = [(e["event"], e.get("data")) for e in c.events
+                             if e["event"] != "JOB_STATUS_CHANGE"]
+    lines.append(repr(events))
+    return [line.replace(d, "D") for line in lines], statuses
+
+
+@pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon not installed")
+def test_same_answers_and_events_as_qsd(tmp_path: Path) -> None:
+    results = []
+    for name, start in (("qsd", start_qsd), ("qjobd", start_qjobd)):
+        directory = tmp_path / name
+        directory.mkdir()
+        process = start(directory / "d.sock")
+        try:
+            results.append(exchanges(directory / "d.sock", directory))
+        finally:
+            stop(process)
+    (theirs, their_statuses), (ours, our_statuses) = results
+    assert our_statuses == their_statuses
+    for mine, expected in zip(ours, theirs, strict=True):
+        assert mine == expected
+    for image in ("l0.qcow2", "l2.qcow2"):
+        check(tmp_path / "qjobd" / image)
+        run("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2",
+            str(tmp_path / "qsd" / image), str(tmp_path / "qjobd" / image))
+
+
+def test_kill_9_during_commit_keeps_what_the_guest_sees(tmp_path: Path) -> None:
+    rng = random.Random(5)
+    for round_number in range(8):
+        directory = tmp_path / f"r{round_number}"
+        directory.mkdir()
+        images = make_chain(directory, 3, size=16 * MiB,
+                            cluster_size=rng.choice([4 * KiB, 64 * KiB]))
+        before = raw_content(images[-1], directory / "before.raw")
+        process = start_qjobd(directory / "d.sock")
+        try:
+            with Client(directory / "d.sock") as c:
+                c.ok("blockdev-add", qcow2_opts("top", images[-1]))
+                c.ok("block-commit", {"job-id": "c", "device": "top",
+                                      "top": str(images[2]), "speed": 30 * MiB})
+                c.settle(rng.uniform(0.0, 0.6))
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            if process.stderr:
+                process.stderr.close()
+        for image in images:
+            done = subprocess.run(["qemu-img", "check", str(image)], capture_output=True)
+            assert done.returncode in (0, 3), (round_number, image, done.stdout)
+        assert raw_content(images[-1], directory / "after.raw") == before, round_number
