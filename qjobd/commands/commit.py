@@ -1,13 +1,15 @@
 """Handler of block-commit (schema/block-core.json).
 
 The checks are qmp_block_commit's, in its order and with its texts; the job is
-:mod:`qjobd.jobdrivers.commit`.  Committing the active layer (the mirror-like
-active commit) is refused for now with a message saying so.
+:mod:`qjobd.jobdrivers.commit`.  Committing the active layer is the mirror-like
+active commit (:class:`qjobd.jobdrivers.mirror.ActiveCommitDriver`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import attrs
 
 from qjobd.block import BlockGraph, BlockNode, Perm, chain
 from qjobd.commands.arguments import block_job_options, value
@@ -16,6 +18,7 @@ from qjobd.commands.registry import handler
 from qjobd.errors import DeviceNotFound, QMPError
 from qjobd.jobdrivers.blockjob import BlockJobOptions
 from qjobd.jobdrivers.commit import CommitOptions, setup_commit
+from qjobd.jobdrivers.mirror import MirrorDriver, MirrorOptions, setup_mirror
 
 
 def _root(graph: BlockGraph, device: str) -> BlockNode:
@@ -50,6 +53,13 @@ def _overlay(device: BlockNode, top: BlockNode) -> BlockNode | None:
             return current
         current = below
     return None
+
+
+def _options(context: CommandContext, arguments: Any) -> BlockJobOptions:
+    """The common options; block-commit has one error policy for both sides."""
+    common = block_job_options(context, arguments)
+    policy = value(arguments.on_error, "report")
+    return attrs.evolve(common, on_source_error=policy, on_target_error=policy)
 
 
 @handler("block-commit")
@@ -89,6 +99,7 @@ async def block_commit(context: CommandContext, arguments: Any) -> None:
         graph.check_op(node, "commit-target")
     if top is base:
         raise QMPError("cannot commit an image into itself")
+    common = _options(context, arguments)
     perm, _ = top.cumulative_perms()
     active = _skip_filters(top) is _skip_filters(device)
     if perm & Perm.WRITE or active:
@@ -96,19 +107,21 @@ async def block_commit(context: CommandContext, arguments: Any) -> None:
             if active:
                 raise QMPError("'backing-file' specified, but 'top' is the active layer")
             raise QMPError("'backing-file' specified, but 'top' has a writer on it")
-        raise QMPError("qjobd does not run active commits yet: commit an image below "
-                       "the active layer (top-node), or stream instead")
+        # commit_active_start: a mirror of what lies above the base into it.
+        mirror = MirrorOptions(common=common, source=top, target=base, sync="full",
+                               filter_node_name=arguments.filter_node_name,
+                               commit_base=base)
+        job = setup_mirror(graph, context.services.jobs, mirror)
+        context.services.jobs.start(job)
+        assert isinstance(job.driver, MirrorDriver)
+        if job.driver.starts_ready:
+            await job.settle()
+        return
     overlay = _overlay(device, top)
     assert overlay is not None
     graph.check_op(overlay, "commit-target")
     if _skip_filters(top) is _skip_filters(base):
         raise QMPError("Invalid files for merge: top and base are the same")
-    common = block_job_options(context, arguments)
-    policy = value(arguments.on_error, "report")
-    common = BlockJobOptions(
-        job_id=common.job_id, speed=common.speed, auto_finalize=common.auto_finalize,
-        auto_dismiss=common.auto_dismiss, on_source_error=policy, on_target_error=policy,
-        request_id=common.request_id)
     options = CommitOptions(common=common, device=device, top=top, base=base,
                             overlay=overlay, backing_file=arguments.backing_file,
                             filter_node_name=arguments.filter_node_name)

@@ -69,20 +69,23 @@ from qjobd.block import (
     OpBlocker,
     Perm,
     Permission,
+    chain,
     copy_chunk,
 )
 from qjobd.block.dirty import DirtyBitmap, granularity_valid
+from qjobd.block.filter import FilterNode
+from qjobd.block.node import Edge
 from qjobd.errors import QMPError
 from qjobd.jobdrivers.blockjob import BlockJobDriver, BlockJobOptions
 from qjobd.jobs.job import Job, JobFailed
 
 if TYPE_CHECKING:
-    from qjobd.block.node import Edge
     from qjobd.jobs.manager import JobManager
 
 __all__ = [
     "DEFAULT_BUF_SIZE",
     "DEFAULT_GRANULARITY",
+    "ActiveCommitDriver",
     "MirrorDriver",
     "MirrorOptions",
     "setup_mirror",
@@ -136,6 +139,9 @@ class MirrorOptions:
     copy_mode: str = "background"
     #: drive-mirror opened the target for this job: close it when the job ends.
     implicit_target: bool = False
+    #: Active commit (block-commit of the active layer): the target is this base
+    #: of the source's chain, and only what lies above it is copied.
+    commit_base: BlockNode | None = None
 
 
 def skip_filters(node: BlockNode) -> BlockNode:
@@ -190,8 +196,10 @@ def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) ->
         raise QMPError("Parameter 'granularity' expects a value in range [512B, 64MB]")
     if granularity & (granularity - 1):
         raise QMPError("Parameter 'granularity' expects a power of 2")
-    graph.check_op(source, "mirror-source")
-    graph.check_op(target, "mirror-target")
+    if options.commit_base is None:
+        # block-commit made its own checks (commit-source, commit-target).
+        graph.check_op(source, "mirror-source")
+        graph.check_op(target, "mirror-target")
     # No backing chains in qjobd: 'top' copies as much as 'full'.
     sync = "full" if options.sync == "top" else options.sync
     if options.replaces is not None:
@@ -208,11 +216,16 @@ def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) ->
     assert granularity_valid(granularity)
     buf_size = options.buf_size or DEFAULT_BUF_SIZE
 
-    driver = MirrorDriver(graph, options, sync=sync, granularity=granularity,
+    driver_class = MirrorDriver if options.commit_base is None else ActiveCommitDriver
+    driver = driver_class(graph, options, sync=sync, granularity=granularity,
                           buf_size=buf_size)
-    driver.insert_filter()
     job: Job | None = None
     try:
+        if options.commit_base is not None and target.read_only:
+            # commit_active_start: the base is written, so it is made writable.
+            target.reopen(False)
+            driver.reopened_target = True
+        driver.insert_filter()
         job = driver.create_job(jobs)
         driver.attach(job)
     except BaseException:
@@ -256,6 +269,8 @@ class MirrorDriver(BlockJobDriver):
         self._idle = False
         self._job: Job | None = None
         self._token: trio.lowlevel.TrioToken | None = None
+        #: An active commit's base was read-only; it is again unless it pivoted.
+        self.reopened_target = False
 
     @property
     def starts_ready(self) -> bool:
@@ -266,8 +281,10 @@ class MirrorDriver(BlockJobDriver):
 
     def insert_filter(self) -> None:
         """bdrv_new_open_driver + bdrv_append: the filter above the source."""
+        factory = CommitTopFilter if self.options.commit_base is not None else None
         top = self.graph.insert_filter(
-            "mirror_top", self.source, node_name=self.options.filter_node_name)
+            "mirror_top", self.source, node_name=self.options.filter_node_name,
+            factory=factory)
         top.read_only = False  # opened read-write whatever the source is (BDRV_O_RDWR)
         self.top = top
         self._top_edge = top.child_edges[0]
@@ -280,6 +297,11 @@ class MirrorDriver(BlockJobDriver):
         self.claim(self.top, "main node", *MAIN_NODE_PERMS)
         self.block(self.top)
         target_perm, target_shared = TARGET_PERMS
+        commit_base = self.options.commit_base
+        if commit_base is not None:
+            # The target is in the source's chain: the images above it keep reading
+            # it, and it keeps being written.
+            target_shared |= Perm.CONSISTENT_READ | Perm.WRITE
         self._target_perm = self.graph.acquire(
             self.target, "an unnamed block device", True, perm=target_perm,
             shared=target_shared, kind=EdgeKind.BACKEND)
@@ -287,6 +309,11 @@ class MirrorDriver(BlockJobDriver):
         self.block(self.source)
         self.claim(self.target, "target")
         self.block(self.target)
+        if commit_base is not None:
+            for node in chain.below(self.source, commit_base):
+                self.claim(node, "intermediate node", PERM_NONE,
+                           Perm.WRITE_UNCHANGED | Perm.WRITE)
+                self.block(node)
         self.source.add_dirty_bitmap(self.bitmap)
         self.bitmap.add_listener(self._on_write)
 
@@ -296,6 +323,15 @@ class MirrorDriver(BlockJobDriver):
         if self.top is not None:
             self.graph.remove_filter(self.top)
             self.top = None
+        self._restore_target_read_only()
+
+    def _restore_target_read_only(self) -> None:
+        if self.reopened_target:
+            self.reopened_target = False
+            try:
+                self.target.reopen(True)
+            except (QMPError, OSError) as error:
+                logger.warning("node %s stays read-write: %s", self.target.node_name, error)
 
     def _release_job_refs(self) -> None:
         self.source.remove_dirty_bitmap(self.bitmap)
@@ -327,15 +363,14 @@ class MirrorDriver(BlockJobDriver):
     async def run(self, job: Job) -> None:
         self._token = trio.lowlevel.current_trio_token()
         length = self.source.length()
-        if length != self.target.length():
-            raise JobFailed("Source and target image have different sizes")
+        self._check_sizes(length)
         if length == 0:
             job.transition_to_ready()
             while not (self.should_complete or job.cancel_requested):
                 await self._idle_wait(job)
             return
         if self.sync == "full":
-            self.bitmap.set(0, length)
+            await self._mark_initial_dirty(job, length)
         while True:
             await job.pause_point()
             dirty = self.bitmap.count()
@@ -353,6 +388,14 @@ class MirrorDriver(BlockJobDriver):
                     return
                 continue
             await self._idle_wait(job)
+
+    def _check_sizes(self, length: int) -> None:
+        if length != self.target.length():
+            raise JobFailed("Source and target image have different sizes")
+
+    async def _mark_initial_dirty(self, job: Job, length: int) -> None:
+        """sync=full: everything is to be copied."""
+        self.bitmap.set(0, length)
 
     async def _idle_wait(self, job: Job) -> None:
         self._idle = True
@@ -503,6 +546,9 @@ class MirrorDriver(BlockJobDriver):
             self.top = None
         if self.options.implicit_target:
             graph.release_implicit(target)
+        if new_home is target:
+            self.reopened_target = False  # the base is the active image now
+        self._restore_target_read_only()
         return ok
 
     def _release_job_refs_before_pivot(self) -> None:
@@ -512,3 +558,54 @@ class MirrorDriver(BlockJobDriver):
         if self._target_perm is not None:
             self._target_perm.release()
             self._target_perm = None
+
+
+class ActiveCommitDriver(MirrorDriver):
+    """block-commit of the active layer (commit_active_start): a mirror from the top
+    image into a base of its own chain, of only what lies above the base.
+
+    Completing pivots the top image's users to the base, as a mirror pivots; a
+    cancel once ready leaves the top image in place, its base now holding a copy.
+    """
+
+    job_type = "commit"
+
+    def _check_sizes(self, length: int) -> None:
+        """A larger base keeps its size; a smaller one would have to grow."""
+        if self.target.length() < length:
+            raise JobFailed("qjobd cannot grow the base image yet: the base is smaller "
+                            "than the top image")
+
+    async def _mark_initial_dirty(self, job: Job, length: int) -> None:
+        """mirror_dirty_init with a base: only ranges allocated above it."""
+        base = self.options.commit_base
+        marked = await job.run_io(self._allocated_above_ranges, length, base)
+        for offset, count in marked:
+            self.bitmap.set(offset, count)
+
+    def _allocated_above_ranges(self, length: int,
+                                base: BlockNode | None) -> list[tuple[int, int]]:
+        ranges: list[tuple[int, int]] = []
+        offset = 0
+        while offset < length:
+            allocated, count = chain.allocated_above(self.source, base, offset,
+                                                     length - offset)
+            count = max(1, count)
+            if allocated:
+                if ranges and ranges[-1][0] + ranges[-1][1] == offset:
+                    ranges[-1] = (ranges[-1][0], ranges[-1][1] + count)
+                else:
+                    ranges.append((offset, count))
+            offset += count
+        return ranges
+
+
+class CommitTopFilter(FilterNode):
+    """The ``mirror_top`` filter of an active commit (bdrv_mirror_top_child_perm
+    with is_commit): it must not need consistent reads of the top image, which
+    the images above the base do not share during the job, and it lets writes
+    through so the base, below the top, can be written."""
+
+    def child_perm(self, edge: Edge, perm: Perm, shared: Perm) -> tuple[Perm, Perm]:
+        nperm, nshared = super().child_perm(edge, perm, shared)
+        return nperm & ~Perm.CONSISTENT_READ, nshared | Perm.WRITE

@@ -1,4 +1,4 @@
-"""block-commit of intermediate images, through a real qjobd (and QSD 7.2).
+"""block-commit, intermediate and active, through a real qjobd (and QSD 7.2).
 
 The base must end up as ``qemu-img commit`` leaves it, the active image must read
 as before (also after a kill -9 in the middle of the job), and the overlay must
@@ -78,12 +78,10 @@ def test_commit_intermediate_images(qjobd_socket: Path, tmp_path: Path, depth: i
     assert raw_content(active, tmp_path / "after.raw") == before
 
 
-def test_read_only_base_is_reopened_and_active_commit_refused(qjobd_socket: Path,
-                                                              tmp_path: Path) -> None:
+def test_read_only_base_is_reopened(qjobd_socket: Path, tmp_path: Path) -> None:
     images = make_chain(tmp_path, 2)
     with Client(qjobd_socket) as c:
         c.ok("blockdev-add", qcow2_opts("active", images[2]))
-        assert "active commits" in c.error("block-commit", {"job-id": "a", "device": "active"})
         c.ok("block-commit", {"job-id": "c", "device": "active", "top": str(images[1]),
                               "backing-file": "l0.qcow2", "speed": 64 * MiB})
         c.wait_status("c", "null")
@@ -167,6 +165,103 @@ def test_kill_9_during_commit_keeps_what_the_guest_sees(tmp_path: Path) -> None:
                 c.ok("block-commit", {"job-id": "c", "device": "top",
                                       "top": str(images[2]), "speed": 30 * MiB})
                 c.settle(rng.uniform(0.0, 0.6))
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            if process.stderr:
+                process.stderr.close()
+        for image in images:
+            done = subprocess.run(["qemu-img", "check", str(image)], capture_output=True)
+            assert done.returncode in (0, 3), (round_number, image, done.stdout)
+        assert raw_content(images[-1], directory / "after.raw") == before, round_number
+
+
+# Section: active commit
+
+
+@pytest.mark.parametrize("depth", [1, 3])
+def test_active_commit_complete_and_cancel(qjobd_socket: Path, tmp_path: Path,
+                                           depth: int) -> None:
+    """Completing pivots to the base, which then holds everything; cancelling when
+    ready leaves the top in place with the base holding a copy of it."""
+    for ending in ("complete", "cancel"):
+        directory = tmp_path / ending
+        directory.mkdir()
+        images = make_chain(directory, depth)
+        before = raw_content(images[-1], directory / "before.raw")
+        oracle = expected_base(images, depth, 0, directory)
+        with Client(qjobd_socket) as c:
+            c.ok("blockdev-add", qcow2_opts(f"top-{ending}", images[-1]))
+            c.ok("block-commit", {"job-id": ending, "device": f"top-{ending}"})
+            c.wait_event("BLOCK_JOB_READY", ending)
+            if ending == "complete":
+                c.ok("job-complete", {"id": ending})
+            else:
+                c.ok("block-job-cancel", {"device": ending})
+            c.wait_status(ending, "null")
+            assert [e[0] for e in c.job_events(ending) if e[0] != "status"] == [
+                "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED"]
+            c.ok("blockdev-del", {"node-name": f"top-{ending}"})
+        check(images[0])
+        run("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2", str(images[0]), str(oracle))
+        run("qemu-img", "compare", "-f", "raw", "-F", "qcow2", str(directory / "before.raw"),
+            str(images[0]))
+        assert raw_content(images[-1], directory / "after.raw") == before
+
+
+def active_exchange(socket: Path, directory: Path) -> list[str]:
+    images = make_chain(directory, 2)
+    lines: list[str] = []
+    with Client(socket) as c:
+        c.ok("blockdev-add", qcow2_opts("top", images[2]))
+        lines.append(c.raw("block-commit", {"job-id": "c", "device": "top",
+                                            "auto-dismiss": False}))
+        c.wait_event("BLOCK_JOB_READY", "c")
+        lines.append(c.raw("query-block-jobs"))
+        lines.append(c.raw("job-complete", {"id": "c"}))
+        c.wait_status("c", "concluded")
+        lines.append(c.raw("query-jobs"))
+        lines.append(c.raw("job-dismiss", {"id": "c"}))
+        lines.append(repr(without_drain_pairs(c.statuses("c"))))
+        lines.append(repr([(e["event"], e.get("data")) for e in c.events
+                           if e["event"] != "JOB_STATUS_CHANGE"]))
+        nodes = c.ok("query-named-block-nodes", {"flat": True})
+        lines.append(repr([(n["drv"], n["file"], n["ro"]) for n in nodes]))
+    return [line.replace(str(directory), "D") for line in lines]
+
+
+@pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon not installed")
+def test_active_commit_like_qsd(tmp_path: Path) -> None:
+    results = []
+    for name, start in (("qsd", start_qsd), ("qjobd", start_qjobd)):
+        directory = tmp_path / name
+        directory.mkdir()
+        process = start(directory / "d.sock")
+        try:
+            results.append(active_exchange(directory / "d.sock", directory))
+        finally:
+            stop(process)
+    for mine, expected in zip(results[1], results[0], strict=True):
+        assert mine == expected
+    check(tmp_path / "qjobd" / "l0.qcow2")
+    run("qemu-img", "compare", "-f", "qcow2", "-F", "qcow2",
+        str(tmp_path / "qsd" / "l0.qcow2"), str(tmp_path / "qjobd" / "l0.qcow2"))
+
+
+def test_kill_9_during_active_commit(tmp_path: Path) -> None:
+    rng = random.Random(9)
+    for round_number in range(6):
+        directory = tmp_path / f"r{round_number}"
+        directory.mkdir()
+        images = make_chain(directory, 2, size=16 * MiB,
+                            cluster_size=rng.choice([4 * KiB, 64 * KiB]))
+        before = raw_content(images[-1], directory / "before.raw")
+        process = start_qjobd(directory / "d.sock")
+        try:
+            with Client(directory / "d.sock") as c:
+                c.ok("blockdev-add", qcow2_opts("top", images[-1]))
+                c.ok("block-commit", {"job-id": "c", "device": "top", "speed": 20 * MiB})
+                c.settle(rng.uniform(0.0, 0.5))
         finally:
             process.send_signal(signal.SIGKILL)
             process.wait()
