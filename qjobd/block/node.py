@@ -300,9 +300,13 @@ class BlockNode:
             total += size
         return total
 
-    def _get_info(self) -> tuple[int, bool] | None:
+    def get_info(self) -> tuple[int, bool] | None:
         """bdrv_get_info: (cluster size, 0 for none; dirty flag), or None when it
-        fails.  Filters answer for their child, as QEMU's do."""
+        fails (what mirror's default granularity and query output rest on)."""
+        return self._get_info()
+
+    def _get_info(self) -> tuple[int, bool] | None:
+        """The driver's bdrv_get_info; filters answer for their child, as QEMU's do."""
         if self.has_get_info:
             return 0, False
         filtered = self.filtered

@@ -144,6 +144,15 @@ class MirrorOptions:
     commit_base: BlockNode | None = None
 
 
+def default_granularity(target: BlockNode) -> int:
+    """bdrv_get_default_bitmap_granularity: the target's cluster size, at least
+    4 KiB; 64 KiB when it has none (raw, file)."""
+    info = target.get_info()
+    if info is not None and info[0]:
+        return max(4096, info[0])
+    return DEFAULT_GRANULARITY
+
+
 def skip_filters(node: BlockNode) -> BlockNode:
     """bdrv_skip_filters: the first node below ``node`` that is not a filter."""
     while (below := node.filtered) is not None:
@@ -212,7 +221,7 @@ def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) ->
         raise QMPError("Invalid parameter 'buf-size'")
     if skip_filters(source) is skip_filters(target):
         raise QMPError("Can't mirror node into itself")
-    granularity = granularity or DEFAULT_GRANULARITY
+    granularity = granularity or default_granularity(target)
     assert granularity_valid(granularity)
     buf_size = options.buf_size or DEFAULT_BUF_SIZE
 
