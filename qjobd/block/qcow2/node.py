@@ -42,7 +42,6 @@ class Qcow2Node(BlockNode):
     """See the module docstring."""
 
     format_name = "qcow2"
-    has_get_info: ClassVar[bool] = True
     early_children: ClassVar[tuple[str, ...]] = ("file",)
 
     def __init__(self, options: dict[str, Any], common: CommonOptions) -> None:
