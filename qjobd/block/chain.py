@@ -11,8 +11,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterator
 
-from qjobd.block import _host
-from qjobd.block.copy import CopyError
+from qjobd.block.copy import copy_chunk
 from qjobd.block.node import BlockNode
 
 
@@ -77,22 +76,13 @@ def copy_allocated(source: BlockNode, chain_top: BlockNode | None, base: BlockNo
     it into ``target``.  Returns (bytes covered, whether they were copied).
 
     Zero ranges become zero writes, so the target stays sparse.  Raises CopyError
-    naming the side that failed.
+    (from the copy engine) naming the side that failed.
     """
     if chain_top is None:
         return length, False
     above, count = allocated_above(chain_top, base, offset, length)
     if not above:
         return count, False
-    try:
-        data = source.pread(offset, count)
-    except OSError as error:
-        raise CopyError("read", error) from error
-    try:
-        if _host.is_zero(data):
-            target.write_zeroes(offset, count, may_unmap=False)
-        else:
-            target.pwrite(offset, data)
-    except OSError as error:
-        raise CopyError("write", error) from error
+    # The copy engine: zero extents as zero writes, data through a reused buffer.
+    copy_chunk(source, target, offset, count)
     return count, True
