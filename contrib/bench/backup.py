@@ -15,11 +15,8 @@ Targets: qjobd <= 1.0x QSD's time; rate within 5 % of 50 MiB/s; cancel <= 5 ms.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import select
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -27,66 +24,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchlib import available_daemons, start_daemon, stop_daemons
+from benchlib import Client, available_daemons, start_daemon, stop_daemons
 
 MiB = 1 << 20
 GiB = 1 << 30
-
-
-class Client:
-    """Minimal blocking QMP client that timestamps every message it receives."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
-        self.buffer = b""
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self.receive()
-        self.command("qmp_capabilities")
-
-    def receive(self, timeout: float = 600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
-            ready, _, _ = select.select([self.sock], [], [], max(0, deadline - time.monotonic()))
-            if not ready:
-                raise TimeoutError("no message from the daemon")
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise EOFError("daemon closed the connection")
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        message: dict[str, Any] = json.loads(line)
-        if "event" in message:
-            self.events.append((time.perf_counter(), message))
-        return message
-
-    def command(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
-        request: dict[str, Any] = {"execute": name}
-        if arguments is not None:
-            request["arguments"] = arguments
-        self.sock.sendall(json.dumps(request).encode() + b"\n")
-        while True:
-            message = self.receive()
-            if "event" in message:
-                continue
-            if "error" in message:
-                raise RuntimeError(f"{name}: {message['error']['desc']}")
-            return message["return"]
-
-    def wait_event(self, name: str, job: str, status: str | None = None,
-                   after: int = 0) -> float:
-        """perf_counter time of the first matching event at index >= ``after``."""
-        index = after
-        while True:
-            while index < len(self.events):
-                stamp, event = self.events[index]
-                index += 1
-                data = event.get("data", {})
-                if event["event"] != name or job not in (data.get("id"), data.get("device")):
-                    continue
-                if status is None or data.get("status") == status:
-                    return stamp
-            self.receive()
 
 
 def drop_caches() -> bool:
@@ -126,7 +67,7 @@ def run_backup(client: Client, source: Path, target: Path, size: int, tag: str,
     began = time.perf_counter()
     client.command("blockdev-backup", {"job-id": f"b{tag}", "device": f"s{tag}",
                                        "target": f"t{tag}", "sync": "full", **extra})
-    ended = client.wait_event("JOB_STATUS_CHANGE", f"b{tag}", "concluded", after=mark)
+    ended, _ = client.wait_event("JOB_STATUS_CHANGE", f"b{tag}", "concluded", after=mark)
     client.command("blockdev-del", {"node-name": f"s{tag}"})
     client.command("blockdev-del", {"node-name": f"t{tag}"})
     return ended - began
@@ -175,7 +116,8 @@ def measure_cancel_latency(client: Client, source: Path, target: Path,
         mark = len(client.events)
         sent = time.perf_counter()
         client.command("job-cancel", {"id": f"c{index}"})
-        aborting = client.wait_event("JOB_STATUS_CHANGE", f"c{index}", "aborting", after=mark)
+        aborting, _ = client.wait_event("JOB_STATUS_CHANGE", f"c{index}", "aborting",
+                                        after=mark)
         client.wait_event("JOB_STATUS_CHANGE", f"c{index}", "null", after=mark)
         latencies.append((aborting - sent) * 1000)
         client.command("blockdev-del", {"node-name": f"cs{index}"})

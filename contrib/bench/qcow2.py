@@ -50,19 +50,17 @@ import abc
 import argparse
 import json
 import os
-import select
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchlib import available_daemons, start_daemon, stop_daemons
+import attrs
+from benchlib import Client, available_daemons, start_daemon, stop_daemons
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -70,74 +68,7 @@ TARGET_RATIO = 1.5
 JOB_TARGET_RATIO = 1.0  # cases 5 to 7
 
 
-class Client:
-    """Minimal blocking QMP client that timestamps every message it receives."""
-
-    def __init__(self, path: Path) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(path))
-        self.buffer = b""
-        self.events: list[tuple[float, dict[str, Any]]] = []
-        self.receive()
-        self.command("qmp_capabilities")
-
-    def receive(self, timeout: float = 600) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while b"\n" not in self.buffer:
-            ready, _, _ = select.select([self.sock], [], [], max(0, deadline - time.monotonic()))
-            if not ready:
-                raise TimeoutError("no message from the daemon")
-            chunk = self.sock.recv(1 << 20)
-            if not chunk:
-                raise EOFError("daemon closed the connection")
-            self.buffer += chunk
-        line, _, self.buffer = self.buffer.partition(b"\n")
-        message: dict[str, Any] = json.loads(line)
-        if "event" in message:
-            self.events.append((time.perf_counter(), message))
-        return message
-
-    def command(self, name: str, arguments: dict[str, Any] | None = None) -> Any:
-        request: dict[str, Any] = {"execute": name}
-        if arguments is not None:
-            request["arguments"] = arguments
-        self.sock.sendall(json.dumps(request).encode() + b"\n")
-        while True:
-            message = self.receive()
-            if "event" in message:
-                continue
-            if "error" in message:
-                raise RuntimeError(f"{name}: {message['error']['desc']}")
-            return message["return"]
-
-    def wait_event(self, name: str | tuple[str, ...], job: str, status: str | None = None,
-                   after: int = 0) -> tuple[float, dict[str, Any]]:
-        """perf_counter time and data of the first matching event at index >= ``after``."""
-        stamp, _, data = self.wait_events((name,) if isinstance(name, str) else name, job,
-                                          status, after)
-        return stamp, data
-
-    def wait_events(self, names: tuple[str, ...], job: str, status: str | None = None,
-                    after: int = 0) -> tuple[float, str, dict[str, Any]]:
-        """Time, name and data of the first event of one of ``names`` at index >= ``after``."""
-        index = after
-        while True:
-            while index < len(self.events):
-                stamp, event = self.events[index]
-                index += 1
-                data = event.get("data", {})
-                if event["event"] not in names or job not in (data.get("id"),
-                                                              data.get("device")):
-                    continue
-                if status is None or data.get("status") == status:
-                    return stamp, event["event"], data
-            self.receive()
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@dataclass
+@attrs.define
 class Case:
     """One benchmark case: a source node and how to make a fresh target."""
 
@@ -151,7 +82,7 @@ class Case:
     also_warm: tuple[Path, ...] = ()
 
 
-@dataclass
+@attrs.define
 class Outcome:
     """What one timed run measured."""
 

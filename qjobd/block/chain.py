@@ -33,6 +33,16 @@ def contains(top: BlockNode, node: BlockNode) -> bool:
     return False
 
 
+def find_overlay(top: BlockNode, node: BlockNode) -> BlockNode | None:
+    """bdrv_find_overlay: the node of ``top``'s chain right above ``node``."""
+    current = top
+    while (below := current.filtered_or_backing) is not None:
+        if below is node:
+            return current
+        current = below
+    return None
+
+
 def find_backing_image(top: BlockNode, name: str) -> BlockNode | None:
     """bdrv_find_backing_image: the image of the chain called ``name``.
 

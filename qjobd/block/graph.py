@@ -183,11 +183,15 @@ class BlockGraph:
         """The node called ``name`` (generated names included), or None."""
         return self._by_name.get(name)
 
-    def lookup(self, name: str) -> BlockNode:
-        """bdrv_lookup_bs(name, name): QSD has no device names, so only nodes."""
+    def lookup(self, name: str, *, node_name_only: bool = False) -> BlockNode:
+        """bdrv_lookup_bs(name, name): QSD has no device names, so only nodes.
+
+        ``node_name_only`` is bdrv_lookup_bs(NULL, name), whose error names no device.
+        """
         node = self._by_name.get(name)
         if node is None:
-            raise QMPError(f"Cannot find device='{name}' nor node-name='{name}'")
+            device = "" if node_name_only else name
+            raise QMPError(f"Cannot find device='{device}' nor node-name='{name}'")
         return node
 
     def __iter__(self) -> Iterator[BlockNode]:

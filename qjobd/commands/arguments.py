@@ -9,10 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
+
 from qjobd.commands.context import CommandContext
 from qjobd.jobdrivers.blockjob import BlockJobOptions
 
-__all__ = ["block_job_options", "value"]
+__all__ = ["block_job_options", "one_policy_options", "value"]
 
 
 def value(member: Any, default: Any = None) -> Any:
@@ -42,3 +44,11 @@ def block_job_options(context: CommandContext, arguments: Any) -> BlockJobOption
         on_target_error=member("on_target_error", "report"),
         request_id=context.request_id,
     )
+
+
+def one_policy_options(context: CommandContext, arguments: Any) -> BlockJobOptions:
+    """The common options of a command with one ``on-error`` for reads and writes
+    (block-stream, block-commit)."""
+    policy = value(arguments.on_error, "report")
+    return attrs.evolve(block_job_options(context, arguments), on_source_error=policy,
+                        on_target_error=policy)

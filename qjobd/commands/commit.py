@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import attrs
-
 from qjobd.block import BlockGraph, BlockNode, Perm, chain
-from qjobd.commands.arguments import block_job_options, value
+from qjobd.commands.arguments import one_policy_options
 from qjobd.commands.context import CommandContext
 from qjobd.commands.registry import handler
 from qjobd.errors import DeviceNotFound, QMPError
-from qjobd.jobdrivers.blockjob import BlockJobOptions
 from qjobd.jobdrivers.commit import CommitOptions, setup_commit
-from qjobd.jobdrivers.mirror import MirrorDriver, MirrorOptions, setup_mirror
+from qjobd.jobdrivers.mirror import MirrorDriver, MirrorOptions, setup_mirror, skip_filters
 
 
 def _root(graph: BlockGraph, device: str) -> BlockNode:
@@ -31,37 +28,6 @@ def _root(graph: BlockGraph, device: str) -> BlockNode:
     return node
 
 
-def _named(graph: BlockGraph, name: str) -> BlockNode:
-    """bdrv_lookup_bs(NULL, name)."""
-    node = graph.find(name)
-    if node is None:
-        raise QMPError(f"Cannot find device='' nor node-name='{name}'")
-    return node
-
-
-def _skip_filters(node: BlockNode) -> BlockNode:
-    while (below := node.filtered) is not None:
-        node = below
-    return node
-
-
-def _overlay(device: BlockNode, top: BlockNode) -> BlockNode | None:
-    """bdrv_find_overlay: the image whose backing chain goes on at ``top``."""
-    current = device
-    while (below := current.filtered_or_backing) is not None:
-        if below is top:
-            return current
-        current = below
-    return None
-
-
-def _options(context: CommandContext, arguments: Any) -> BlockJobOptions:
-    """The common options; block-commit has one error policy for both sides."""
-    common = block_job_options(context, arguments)
-    policy = value(arguments.on_error, "report")
-    return attrs.evolve(common, on_source_error=policy, on_target_error=policy)
-
-
 @handler("block-commit")
 async def block_commit(context: CommandContext, arguments: Any) -> None:
     graph = context.services.block
@@ -72,7 +38,7 @@ async def block_commit(context: CommandContext, arguments: Any) -> None:
     if arguments.top_node is not None and arguments.top is not None:
         raise QMPError("'top-node' and 'top' are mutually exclusive")
     if arguments.top_node is not None:
-        top = _named(graph, arguments.top_node)
+        top = graph.lookup(arguments.top_node, node_name_only=True)
         if not chain.contains(device, top):
             raise QMPError(f"'{arguments.top_node}' is not in this backing file chain")
     elif arguments.top and device.filename != arguments.top:
@@ -81,15 +47,16 @@ async def block_commit(context: CommandContext, arguments: Any) -> None:
         raise QMPError(f"Top image file {arguments.top or 'NULL'} not found")
     if arguments.base_node is not None and arguments.base is not None:
         raise QMPError("'base-node' and 'base' are mutually exclusive")
+    base: BlockNode
     if arguments.base_node is not None:
-        base: BlockNode | None = _named(graph, arguments.base_node)
-        assert base is not None
+        base = graph.lookup(arguments.base_node, node_name_only=True)
         if not chain.contains(top, base):
             raise QMPError(f"'{arguments.base_node}' is not in this backing file chain")
     elif arguments.base:
-        base = chain.find_backing_image(top, arguments.base)
-        if base is None:
+        found = chain.find_backing_image(top, arguments.base)
+        if found is None:
             raise QMPError(f"Can't find '{arguments.base}' in the backing chain")
+        base = found
     else:
         # bdrv_find_base: the bottom of the chain (the top itself without backing).
         base = top
@@ -99,9 +66,9 @@ async def block_commit(context: CommandContext, arguments: Any) -> None:
         graph.check_op(node, "commit-target")
     if top is base:
         raise QMPError("cannot commit an image into itself")
-    common = _options(context, arguments)
+    common = one_policy_options(context, arguments)
     perm, _ = top.cumulative_perms()
-    active = _skip_filters(top) is _skip_filters(device)
+    active = skip_filters(top) is skip_filters(device)
     if perm & Perm.WRITE or active:
         if arguments.backing_file is not None:
             if active:
@@ -117,10 +84,10 @@ async def block_commit(context: CommandContext, arguments: Any) -> None:
         if job.driver.starts_ready:
             await job.settle()
         return
-    overlay = _overlay(device, top)
+    overlay = chain.find_overlay(device, top)
     assert overlay is not None
     graph.check_op(overlay, "commit-target")
-    if _skip_filters(top) is _skip_filters(base):
+    if skip_filters(top) is skip_filters(base):
         raise QMPError("Invalid files for merge: top and base are the same")
     options = CommitOptions(common=common, device=device, top=top, base=base,
                             overlay=overlay, backing_file=arguments.backing_file,

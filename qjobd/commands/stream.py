@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from qjobd.block import BlockNode, chain
-from qjobd.commands.arguments import block_job_options, value
+from qjobd.commands.arguments import one_policy_options
 from qjobd.commands.context import CommandContext
 from qjobd.commands.registry import handler
 from qjobd.errors import QMPError
-from qjobd.jobdrivers.blockjob import BlockJobOptions
 from qjobd.jobdrivers.stream import StreamOptions, setup_stream
 
 
@@ -36,16 +35,12 @@ async def block_stream(context: CommandContext, arguments: Any) -> None:
         if base is None:
             raise QMPError(f"Can't find '{base_name}' in the backing chain")
     if base_node_name is not None:
-        found = graph.find(base_node_name)
-        if found is None:
-            raise QMPError(f"Cannot find device='' nor node-name='{base_node_name}'")
+        found = graph.lookup(base_node_name, node_name_only=True)
         if found is top or not chain.contains(top, found):
             raise QMPError(f"Node '{base_node_name}' is not a backing image of '{device}'")
         base = found
     if bottom_name is not None:
-        bottom = graph.find(bottom_name)
-        if bottom is None:
-            raise QMPError(f"Cannot find device='' nor node-name='{bottom_name}'")
+        bottom = graph.lookup(bottom_name, node_name_only=True)
         if bottom.is_filter:
             raise QMPError(f"Node '{bottom_name}' is a filter, use a non-filter node as "
                            "'bottom'")
@@ -57,14 +52,7 @@ async def block_stream(context: CommandContext, arguments: Any) -> None:
         graph.check_op(node, "stream")
     if base is None and arguments.backing_file is not None:
         raise QMPError("backing file specified, but streaming the entire chain")
-    common = block_job_options(context, arguments)
-    # block-stream has one policy for both directions.
-    policy = value(arguments.on_error, "report")
-    common = BlockJobOptions(
-        job_id=common.job_id, speed=common.speed, auto_finalize=common.auto_finalize,
-        auto_dismiss=common.auto_dismiss, on_source_error=policy, on_target_error=policy,
-        request_id=common.request_id)
-    options = StreamOptions(common=common, top=top, base=base,
+    options = StreamOptions(common=one_policy_options(context, arguments), top=top, base=base,
                             backing_file=arguments.backing_file,
                             filter_node_name=arguments.filter_node_name)
     context.services.jobs.start(setup_stream(graph, context.services.jobs, options))

@@ -19,12 +19,14 @@ qjobd's drivers by deriving from :class:`BlockJobDriver`:
 from __future__ import annotations
 
 import errno
+import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from qjobd.block import PERM_ALL, PERM_NONE, BlockGraph, BlockNode, EdgeKind, OpBlocker, Perm
 from qjobd.block.graph import Permission
+from qjobd.errors import QMPError
 from qjobd.jobs.job import Job, JobDriver
 
 if TYPE_CHECKING:
@@ -32,6 +34,8 @@ if TYPE_CHECKING:
     from qjobd.jobs.transaction import Transaction
 
 __all__ = ["BlockJobDriver", "BlockJobOptions", "error_action"]
+
+logger = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -64,6 +68,7 @@ class BlockJobDriver(JobDriver):
         self.graph = graph
         self.common = common
         self._claims: list[Permission | OpBlocker] = []
+        self._reopened: list[BlockNode] = []
 
     @property
     def user_name(self) -> str:
@@ -101,6 +106,30 @@ class BlockJobDriver(JobDriver):
         for claim in self._claims:
             claim.release()
         self._claims.clear()
+
+    # Section: read-only nodes the job writes
+
+    def reopen_writable(self, node: BlockNode) -> None:
+        """Make a read-only node writable for the job (bdrv_reopen_set_read_only);
+        :meth:`restore_read_only` makes it read-only again.  Raises QMPError."""
+        if node.read_only:
+            node.reopen(False)
+            self._reopened.append(node)
+
+    def keep_writable(self, node: BlockNode) -> None:
+        """The node stays writable after the job (a pivot made it the active image)."""
+        if node in self._reopened:
+            self._reopened.remove(node)
+
+    def restore_read_only(self) -> None:
+        """Undo :meth:`reopen_writable`; a failure is logged, the node stays writable."""
+        while self._reopened:
+            node = self._reopened.pop()
+            try:
+                node.reopen(True)
+            except (QMPError, OSError) as error:
+                logger.warning("%s: node %s stays read-write: %s", self.user_name,
+                               node.node_name, error)
 
     # Section: error policy
 

@@ -8,9 +8,10 @@ what the guest sees is what lands in the base), written into the base.  At the
 end the overlay of the top image names the base as its backing file, in the
 graph and in its header, and the committed images are closed unless the monitor
 owns them.  A read-only base is reopened read-write for the job and back after.
+The walk is :class:`~qjobd.jobdrivers.chaincopy.ChainCopyDriver`'s.
 
-The active layer (nothing above the top image) needs the mirror-like active
-commit, which qjobd does not run yet; the handler refuses it.
+The active layer (nothing above the top image) takes the mirror-like active commit
+instead (:class:`qjobd.jobdrivers.mirror.ActiveCommitDriver`).
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import attrs
 
 from qjobd.block import PERM_ALL, PERM_NONE, BlockGraph, BlockNode, Perm, chain
-from qjobd.block.copy import CopyError
-from qjobd.block.filter import FilterNode
 from qjobd.errors import QMPError
-from qjobd.jobdrivers.blockjob import BlockJobDriver, BlockJobOptions
+from qjobd.jobdrivers.blockjob import BlockJobOptions
+from qjobd.jobdrivers.chaincopy import ChainCopyDriver
 from qjobd.jobs.job import Job, JobFailed
 
 if TYPE_CHECKING:
@@ -35,9 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["CommitDriver", "CommitOptions", "setup_commit"]
 
 logger = logging.getLogger(__name__)
-
-#: QEMU's COMMIT_BUFFER_SIZE: what one step looks at.
-CHUNK: Final = 512 << 10
 
 
 @attrs.frozen
@@ -66,9 +63,7 @@ def setup_commit(graph: BlockGraph, jobs: JobManager, options: CommitOptions) ->
     driver = CommitDriver(graph, options)
     job = driver.create_job(jobs)
     try:
-        if base.read_only:
-            base.reopen(False)
-            driver.reopened = True
+        driver.reopen_writable(base)
         driver.insert_filter()
         driver.attach()
     except BaseException:
@@ -78,26 +73,20 @@ def setup_commit(graph: BlockGraph, jobs: JobManager, options: CommitOptions) ->
     return job
 
 
-class CommitDriver(BlockJobDriver):
+class CommitDriver(ChainCopyDriver):
     """See the module docstring."""
 
     job_type = "commit"
+    filter_format = "commit_top"
 
     def __init__(self, graph: BlockGraph, options: CommitOptions) -> None:
-        super().__init__(graph, options.common)
+        super().__init__(graph, options.common, options.top, options.filter_node_name)
         self.options = options
-        self.top = options.top
         self.base = options.base
-        self.filter: FilterNode | None = None
-        #: The base was read-only and is made so again at the end.
-        self.reopened = False
-        self._cleaned = False
 
-    # Section: setup
-
-    def insert_filter(self) -> None:
-        self.filter = self.graph.insert_filter(
-            "commit_top", self.top, node_name=self.options.filter_node_name)
+    @property
+    def written(self) -> BlockNode:
+        return self.base
 
     def attach(self) -> None:
         """block_job_create on the device, the intermediate nodes, the base."""
@@ -114,50 +103,9 @@ class CommitDriver(BlockJobDriver):
         self.claim(self.base, "root", Perm.CONSISTENT_READ | Perm.WRITE,
                    Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED)
 
-    def undo_setup(self) -> None:
-        self.release_claims()
-        if self.filter is not None:
-            self.graph.remove_filter(self.filter)
-            self.filter = None
-        self._restore_read_only()
-
-    def _restore_read_only(self) -> None:
-        if self.reopened:
-            self.reopened = False
-            try:
-                self.base.reopen(True)
-            except (QMPError, OSError) as error:
-                logger.warning("commit: node %s stays read-write: %s",
-                               self.base.node_name, error)
-
-    # Section: the job's work
-
-    async def run(self, job: Job) -> None:
-        length = self.top.length()
-        job.progress_set_remaining(length)
-        offset = 0
-        while offset < length:
-            await job.pause_point()
-            try:
-                count, copied = await job.run_io(
-                    chain.copy_allocated, self.top, self.top, self.base, self.base,
-                    offset, min(CHUNK, length - offset))
-            except CopyError as error:
-                code = error.errno or errno.EIO
-                action = self.on_io_error(job, error.operation, code)
-                if action == "report":
-                    raise JobFailed(os.strerror(code)) from error
-                if action == "stop":
-                    await job.pause_point()
-                continue
-            job.progress_update(count)
-            offset += count
-            if copied:
-                await job.rate_limit(count)
-        if self.base.needs_flush():
-            await job.run_io(self.base.flush)
-
-    # Section: the end
+    def _step(self, offset: int, length: int) -> tuple[int, bool]:
+        return chain.copy_allocated(self.top, self.top, self.base, self.base, offset,
+                                    length)
 
     def prepare(self, job: Job) -> None:
         """bdrv_drop_intermediate: the overlay's backing becomes the base."""
@@ -181,13 +129,3 @@ class CommitDriver(BlockJobDriver):
             logger.error("commit %s: could not update the backing file link: %s", job.id,
                          error)
             raise JobFailed(os.strerror(errno.EPERM)) from error
-
-    def clean(self, job: Job) -> None:
-        if self._cleaned:
-            return
-        self._cleaned = True
-        self.release_claims()
-        if self.filter is not None and not self.filter.closed:
-            self.graph.remove_filter(self.filter)
-        self.filter = None
-        self._restore_read_only()

@@ -230,10 +230,9 @@ def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) ->
                           buf_size=buf_size)
     job: Job | None = None
     try:
-        if options.commit_base is not None and target.read_only:
+        if options.commit_base is not None:
             # commit_active_start: the base is written, so it is made writable.
-            target.reopen(False)
-            driver.reopened_target = True
+            driver.reopen_writable(target)
         driver.insert_filter()
         job = driver.create_job(jobs)
         driver.attach(job)
@@ -278,8 +277,6 @@ class MirrorDriver(BlockJobDriver):
         self._idle = False
         self._job: Job | None = None
         self._token: trio.lowlevel.TrioToken | None = None
-        #: An active commit's base was read-only; it is again unless it pivoted.
-        self.reopened_target = False
 
     @property
     def starts_ready(self) -> bool:
@@ -332,15 +329,7 @@ class MirrorDriver(BlockJobDriver):
         if self.top is not None:
             self.graph.remove_filter(self.top)
             self.top = None
-        self._restore_target_read_only()
-
-    def _restore_target_read_only(self) -> None:
-        if self.reopened_target:
-            self.reopened_target = False
-            try:
-                self.target.reopen(True)
-            except (QMPError, OSError) as error:
-                logger.warning("node %s stays read-write: %s", self.target.node_name, error)
+        self.restore_read_only()
 
     def _release_job_refs(self) -> None:
         self.source.remove_dirty_bitmap(self.bitmap)
@@ -556,8 +545,8 @@ class MirrorDriver(BlockJobDriver):
         if self.options.implicit_target:
             graph.release_implicit(target)
         if new_home is target:
-            self.reopened_target = False  # the base is the active image now
-        self._restore_target_read_only()
+            self.keep_writable(target)  # an active commit's base is the active image now
+        self.restore_read_only()
         return ok
 
     def _release_job_refs_before_pivot(self) -> None:

@@ -5,27 +5,22 @@ node, walks the image in chunks, and for each chunk that the top image does not
 allocate but an image above the base does, reads it and writes it into the top
 image.  When it is done the top image's backing file becomes the base (or none),
 in the graph and in the image header.  What the guest sees never changes: every
-copied byte is what it read through the chain before.
-
-Chunks that only zero clusters hold become zero writes in the top image, so it
-stays sparse.  Progress counts every byte walked, copied or not, and the speed
-limit counts only copied bytes, as in QEMU.
+copied byte is what it read through the chain before.  The walk is
+:class:`~qjobd.jobdrivers.chaincopy.ChainCopyDriver`'s.
 """
 
 from __future__ import annotations
 
 import errno
-import logging
 import os
 from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from qjobd.block import PERM_ALL, PERM_NONE, BlockGraph, BlockNode, Perm, chain
-from qjobd.block.copy import CopyError
-from qjobd.block.filter import FilterNode
 from qjobd.errors import QMPError
-from qjobd.jobdrivers.blockjob import BlockJobDriver, BlockJobOptions
+from qjobd.jobdrivers.blockjob import BlockJobOptions
+from qjobd.jobdrivers.chaincopy import ChainCopyDriver
 from qjobd.jobs.job import Job, JobFailed
 
 if TYPE_CHECKING:
@@ -33,10 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = ["StreamDriver", "StreamOptions", "setup_stream"]
 
-logger = logging.getLogger(__name__)
-
-#: QEMU's STREAM_CHUNK: what one step looks at.
-CHUNK: Final = 512 << 10
 #: What the top image lets the job share: reads and unchanged writes (and writes
 #: for the active node, which the guest may still write).
 BASIC_SHARED: Final = Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED
@@ -57,15 +48,12 @@ class StreamOptions:
 def setup_stream(graph: BlockGraph, jobs: JobManager, options: StreamOptions) -> Job:
     """stream_start: the filter, the job, the claims (not started).  Raises QMPError;
     a failure after the job exists dismisses it and undoes the graph changes."""
-    top = options.top
     driver = StreamDriver(graph, options)
-    if top.read_only:
-        # Made writable for the job and read-only again afterwards, as QEMU does.
-        top.reopen(False)
-        driver.reopened = True
-    driver.insert_filter()
     job: Job | None = None
     try:
+        # Made writable for the job and read-only again afterwards, as QEMU does.
+        driver.reopen_writable(options.top)
+        driver.insert_filter()
         job = driver.create_job(jobs)
         driver.attach()
     except BaseException:
@@ -76,27 +64,21 @@ def setup_stream(graph: BlockGraph, jobs: JobManager, options: StreamOptions) ->
     return job
 
 
-class StreamDriver(BlockJobDriver):
+class StreamDriver(ChainCopyDriver):
     """See the module docstring."""
 
     job_type = "stream"
+    filter_format = "copy-on-read"
+    filter_writable = True
 
     def __init__(self, graph: BlockGraph, options: StreamOptions) -> None:
-        super().__init__(graph, options.common)
+        super().__init__(graph, options.common, options.top, options.filter_node_name)
         self.options = options
-        self.top = options.top
         self.base = options.base
-        self.filter: FilterNode | None = None
-        #: The top node was read-only and is made so again at the end.
-        self.reopened = False
-        self._cleaned = False
 
-    # Section: setup
-
-    def insert_filter(self) -> None:
-        self.filter = self.graph.insert_filter(
-            "copy-on-read", self.top, node_name=self.options.filter_node_name)
-        self.filter.read_only = False
+    @property
+    def written(self) -> BlockNode:
+        return self.top
 
     def attach(self) -> None:
         """block_job_create on the filter, then the active and intermediate nodes."""
@@ -109,57 +91,12 @@ class StreamDriver(BlockJobDriver):
             self.claim(node, "intermediate node", PERM_NONE, BASIC_SHARED)
             self.block(node)
 
-    def undo_setup(self) -> None:
-        self.release_claims()
-        if self.filter is not None:
-            self.graph.remove_filter(self.filter)
-            self.filter = None
-        self._restore_read_only()
-
-    def _restore_read_only(self) -> None:
-        if self.reopened:
-            self.reopened = False
-            try:
-                self.top.reopen(True)
-            except (QMPError, OSError) as error:
-                logger.warning("stream: node %s stays read-write: %s",
-                               self.top.node_name, error)
-
-    # Section: the job's work
-
-    async def run(self, job: Job) -> None:
-        length = self.top.length()
-        job.progress_set_remaining(length)
-        offset = 0
-        while offset < length:
-            await job.pause_point()
-            try:
-                count, copied = await job.run_io(self._step, offset,
-                                                 min(CHUNK, length - offset))
-            except CopyError as error:
-                code = error.errno or errno.EIO
-                action = self.on_io_error(job, error.operation, code)
-                if action == "report":
-                    raise JobFailed(os.strerror(code)) from error
-                if action == "stop":
-                    await job.pause_point()
-                continue
-            job.progress_update(count)
-            offset += count
-            if copied:
-                await job.rate_limit(count)
-        if self.top.needs_flush():
-            await job.run_io(self.top.flush)
-
     def _step(self, offset: int, length: int) -> tuple[int, bool]:
-        """One chunk (worker thread): (bytes covered, whether they were copied)."""
         top = self.top
         allocated, count = top.allocated_here(offset, length)
         if allocated:
             return count, False
         return chain.copy_allocated(top, top.backing, self.base, top, offset, count)
-
-    # Section: the end
 
     def prepare(self, job: Job) -> None:
         """stream_prepare: the top image's backing becomes the base."""
@@ -177,13 +114,3 @@ class StreamDriver(BlockJobDriver):
             top.change_backing_file(name, fmt)
         except (QMPError, OSError) as error:
             raise JobFailed(os.strerror(errno.EPERM)) from error
-
-    def clean(self, job: Job) -> None:
-        if self._cleaned:
-            return
-        self._cleaned = True
-        self.release_claims()
-        if self.filter is not None:
-            self.graph.remove_filter(self.filter)
-            self.filter = None
-        self._restore_read_only()

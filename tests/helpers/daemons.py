@@ -7,7 +7,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+from helpers.client import Client
 
 
 def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -63,3 +66,17 @@ def qsd_available() -> bool:
         os.access(os.path.join(directory, "qemu-storage-daemon"), os.X_OK)
         for directory in os.environ.get("PATH", "").split(os.pathsep)
     )
+
+
+def kill_9_after(socket_path: Path, actions: Callable[[Client], None]) -> None:
+    """Start a qjobd, run ``actions`` on a client, then SIGKILL it (whatever
+    happened): the crash tests' frame."""
+    process = start_qjobd(socket_path)
+    try:
+        with Client(socket_path) as client:
+            actions(client)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        if process.stderr:
+            process.stderr.close()

@@ -81,3 +81,32 @@ def poke(path: Path, offset: int, data: bytes) -> None:
     with open(path, "r+b") as image:
         image.seek(offset)
         image.write(data)
+
+
+def make_chain(directory: Path, depth: int, size: int = 8 << 20,
+               cluster_size: int = 64 << 10, *, absolute: bool = False) -> list[Path]:
+    """l0 <- l1 <- ... <- l<depth>: l0 holds data in its first half, each layer writes
+    a stripe of its own and zeroes part of it, the rest stays holes.  Backing names
+    are relative (the file names) unless ``absolute``."""
+    images = [make_qcow2(directory / "l0.qcow2", size, cluster_size=cluster_size)]
+    qemu_io(images[0], f"write -P 16 0 {size // 2}")
+    for level in range(1, depth + 1):
+        layer = make_qcow2(directory / f"l{level}.qcow2", size, cluster_size=cluster_size,
+                           backing=images[-1] if absolute else Path(images[-1].name))
+        stripe = level * (size // (depth + 2))
+        qemu_io(layer, f"write -P {level} {stripe} 200k",
+                f"write -z {stripe + (256 << 10)} 64k")
+        images.append(layer)
+    return images
+
+
+def check_status(image: Path) -> int:
+    """qemu-img check's exit status: 0 clean, 2 corrupt, 3 leaked clusters only."""
+    need_qemu_img()
+    return subprocess.run(["qemu-img", "check", str(image)], capture_output=True).returncode
+
+
+def assert_not_corrupt(*images: Path) -> None:
+    """After a crash: leaked clusters are allowed, corruption never."""
+    for image in images:
+        assert check_status(image) in (0, 3), image

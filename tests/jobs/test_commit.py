@@ -10,33 +10,24 @@ from __future__ import annotations
 
 import random
 import shutil
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.client import Client, without_drain_pairs
-from helpers.daemons import qsd_available, start_qjobd, start_qsd, stop
+from helpers.daemons import kill_9_after, qsd_available, start_qjobd, start_qsd, stop
 from helpers.images import MiB
-from helpers.qcow2 import check, info, make_qcow2, qcow2_opts, qemu_io, raw_content, run
+from helpers.qcow2 import (
+    assert_not_corrupt,
+    check,
+    info,
+    make_chain,
+    qcow2_opts,
+    raw_content,
+    run,
+)
 
 KiB = 1 << 10
-
-
-def make_chain(directory: Path, depth: int, size: int = 8 * MiB,
-               cluster_size: int = 64 * KiB) -> list[Path]:
-    """l0 <- l1 <- ... <- l<depth> with absolute backing names; each layer writes a
-    stripe and zeroes part of the one below."""
-    images = [make_qcow2(directory / "l0.qcow2", size, cluster_size=cluster_size)]
-    qemu_io(images[0], f"write -P 16 0 {size // 2}")
-    for level in range(1, depth + 1):
-        layer = make_qcow2(directory / f"l{level}.qcow2", size, cluster_size=cluster_size,
-                           backing=images[-1])
-        stripe = level * (size // (depth + 2))
-        qemu_io(layer, f"write -P {level} {stripe} 200k", f"write -z {stripe + 256 * KiB} 64k")
-        images.append(layer)
-    return images
 
 
 def expected_base(images: list[Path], top: int, base: int, directory: Path) -> Path:
@@ -56,7 +47,7 @@ def expected_base(images: list[Path], top: int, base: int, directory: Path) -> P
 @pytest.mark.parametrize(("depth", "top", "base"), [(2, 1, 0), (3, 2, 0), (10, 8, 3)])
 def test_commit_intermediate_images(qjobd_socket: Path, tmp_path: Path, depth: int,
                                     top: int, base: int) -> None:
-    images = make_chain(tmp_path, depth)
+    images = make_chain(tmp_path, depth, absolute=True)
     active = images[-1]
     before = raw_content(active, tmp_path / "before.raw")
     oracle = expected_base(images, top, base, tmp_path)
@@ -79,7 +70,7 @@ def test_commit_intermediate_images(qjobd_socket: Path, tmp_path: Path, depth: i
 
 
 def test_read_only_base_is_reopened(qjobd_socket: Path, tmp_path: Path) -> None:
-    images = make_chain(tmp_path, 2)
+    images = make_chain(tmp_path, 2, absolute=True)
     with Client(qjobd_socket) as c:
         c.ok("blockdev-add", qcow2_opts("active", images[2]))
         c.ok("block-commit", {"job-id": "c", "device": "active", "top": str(images[1]),
@@ -93,7 +84,7 @@ def test_read_only_base_is_reopened(qjobd_socket: Path, tmp_path: Path) -> None:
 
 
 def exchanges(socket: Path, directory: Path) -> tuple[list[str], dict[str, list[str]]]:
-    images = make_chain(directory, 2)
+    images = make_chain(directory, 2, absolute=True)
     d = str(directory)
     lines: list[str] = []
     with Client(socket) as c:
@@ -155,24 +146,18 @@ def test_kill_9_during_commit_keeps_what_the_guest_sees(tmp_path: Path) -> None:
     for round_number in range(8):
         directory = tmp_path / f"r{round_number}"
         directory.mkdir()
-        images = make_chain(directory, 3, size=16 * MiB,
+        images = make_chain(directory, 3, size=16 * MiB, absolute=True,
                             cluster_size=rng.choice([4 * KiB, 64 * KiB]))
         before = raw_content(images[-1], directory / "before.raw")
-        process = start_qjobd(directory / "d.sock")
-        try:
-            with Client(directory / "d.sock") as c:
-                c.ok("blockdev-add", qcow2_opts("top", images[-1]))
-                c.ok("block-commit", {"job-id": "c", "device": "top",
-                                      "top": str(images[2]), "speed": 30 * MiB})
-                c.settle(rng.uniform(0.0, 0.6))
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            if process.stderr:
-                process.stderr.close()
-        for image in images:
-            done = subprocess.run(["qemu-img", "check", str(image)], capture_output=True)
-            assert done.returncode in (0, 3), (round_number, image, done.stdout)
+
+        def actions(c: Client, images: list[Path] = images) -> None:
+            c.ok("blockdev-add", qcow2_opts("top", images[-1]))
+            c.ok("block-commit", {"job-id": "c", "device": "top",
+                                  "top": str(images[2]), "speed": 30 * MiB})
+            c.settle(rng.uniform(0.0, 0.6))
+
+        kill_9_after(directory / "d.sock", actions)
+        assert_not_corrupt(*images)
         assert raw_content(images[-1], directory / "after.raw") == before, round_number
 
 
@@ -187,7 +172,7 @@ def test_active_commit_complete_and_cancel(qjobd_socket: Path, tmp_path: Path,
     for ending in ("complete", "cancel"):
         directory = tmp_path / ending
         directory.mkdir()
-        images = make_chain(directory, depth)
+        images = make_chain(directory, depth, absolute=True)
         before = raw_content(images[-1], directory / "before.raw")
         oracle = expected_base(images, depth, 0, directory)
         with Client(qjobd_socket) as c:
@@ -210,7 +195,7 @@ def test_active_commit_complete_and_cancel(qjobd_socket: Path, tmp_path: Path,
 
 
 def active_exchange(socket: Path, directory: Path) -> list[str]:
-    images = make_chain(directory, 2)
+    images = make_chain(directory, 2, absolute=True)
     lines: list[str] = []
     with Client(socket) as c:
         c.ok("blockdev-add", qcow2_opts("top", images[2]))
@@ -253,21 +238,15 @@ def test_kill_9_during_active_commit(tmp_path: Path) -> None:
     for round_number in range(6):
         directory = tmp_path / f"r{round_number}"
         directory.mkdir()
-        images = make_chain(directory, 2, size=16 * MiB,
+        images = make_chain(directory, 2, size=16 * MiB, absolute=True,
                             cluster_size=rng.choice([4 * KiB, 64 * KiB]))
         before = raw_content(images[-1], directory / "before.raw")
-        process = start_qjobd(directory / "d.sock")
-        try:
-            with Client(directory / "d.sock") as c:
-                c.ok("blockdev-add", qcow2_opts("top", images[-1]))
-                c.ok("block-commit", {"job-id": "c", "device": "top", "speed": 20 * MiB})
-                c.settle(rng.uniform(0.0, 0.5))
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            if process.stderr:
-                process.stderr.close()
-        for image in images:
-            done = subprocess.run(["qemu-img", "check", str(image)], capture_output=True)
-            assert done.returncode in (0, 3), (round_number, image, done.stdout)
+
+        def actions(c: Client, top: Path = images[-1]) -> None:
+            c.ok("blockdev-add", qcow2_opts("top", top))
+            c.ok("block-commit", {"job-id": "c", "device": "top", "speed": 20 * MiB})
+            c.settle(rng.uniform(0.0, 0.5))
+
+        kill_9_after(directory / "d.sock", actions)
+        assert_not_corrupt(*images)
         assert raw_content(images[-1], directory / "after.raw") == before, round_number

@@ -9,34 +9,16 @@ argument checks and the job's events are compared with qemu-storage-daemon.
 from __future__ import annotations
 
 import random
-import signal
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.client import Client, without_drain_pairs
-from helpers.daemons import qsd_available, start_qjobd, start_qsd, stop
+from helpers.daemons import kill_9_after, qsd_available, start_qjobd, start_qsd, stop
 from helpers.images import MiB
-from helpers.qcow2 import check, info, make_qcow2, qcow2_opts, qemu_io, raw_content
+from helpers.qcow2 import assert_not_corrupt, check, info, make_chain, qcow2_opts, raw_content
 
 KiB = 1 << 10
-
-
-def make_chain(directory: Path, depth: int, size: int = 8 * MiB,
-               cluster_size: int = 64 * KiB, absolute: bool = False) -> list[Path]:
-    """base (l0) <- l1 <- ... <- l<depth>; each layer writes a stripe, zeroes some
-    of the one below and leaves holes.  Backing names are relative unless
-    ``absolute``."""
-    images = [make_qcow2(directory / "l0.qcow2", size, cluster_size=cluster_size)]
-    qemu_io(images[0], f"write -P 16 0 {size // 2}")
-    for level in range(1, depth + 1):
-        layer = make_qcow2(directory / f"l{level}.qcow2", size, cluster_size=cluster_size,
-                           backing=images[-1] if absolute else Path(images[-1].name))
-        stripe = level * (size // (depth + 2))
-        qemu_io(layer, f"write -P {level} {stripe} 200k", f"write -z {stripe + 256 * KiB} 64k")
-        images.append(layer)
-    return images
 
 
 def stream(c: Client, job: str, **arguments: Any) -> None:
@@ -179,17 +161,12 @@ def test_kill_9_during_stream_keeps_what_the_guest_sees(tmp_path: Path) -> None:
             [4 * KiB, 64 * KiB]))
         top = images[-1]
         before = raw_content(top, directory / "before.raw")
-        process = start_qjobd(directory / "d.sock")
-        try:
-            with Client(directory / "d.sock") as c:
-                c.ok("blockdev-add", qcow2_opts("top", top))
-                c.ok("block-stream", {"job-id": "s", "device": "top", "speed": 30 * MiB})
-                c.settle(rng.uniform(0.0, 0.6))
-        finally:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            if process.stderr:
-                process.stderr.close()
-        done = subprocess.run(["qemu-img", "check", str(top)], capture_output=True)
-        assert done.returncode in (0, 3), done.stdout
+
+        def actions(c: Client, top: Path = top) -> None:
+            c.ok("blockdev-add", qcow2_opts("top", top))
+            c.ok("block-stream", {"job-id": "s", "device": "top", "speed": 30 * MiB})
+            c.settle(rng.uniform(0.0, 0.6))
+
+        kill_9_after(directory / "d.sock", actions)
+        assert_not_corrupt(top)
         assert raw_content(top, directory / "after.raw") == before, round_number

@@ -18,6 +18,7 @@ from typing import Final
 
 import attrs
 
+from qjobd.block.qcow2.tables import Geometry
 from qjobd.errors import QMPError
 
 MAGIC: Final = b"QFI\xfb"
@@ -127,12 +128,9 @@ class Header:
         return bool(self.incompatible_features & INCOMPAT_EXTL2)
 
     @property
-    def l2_entry_size(self) -> int:
-        return 16 if self.extended_l2 else 8
-
-    @property
-    def l2_bits(self) -> int:
-        return self.cluster_bits - (4 if self.extended_l2 else 3)
+    def geometry(self) -> Geometry:
+        """The shape the address translation needs (table sizes, entry widths)."""
+        return Geometry(self.cluster_bits, self.extended_l2)
 
     @property
     def refcount_bits(self) -> int:
@@ -152,7 +150,7 @@ class Header:
 
     def l1_entries_needed(self) -> int:
         """size_to_l1: L1 entries that cover the virtual size."""
-        shift = self.cluster_bits + self.l2_bits
+        shift = self.cluster_bits + self.geometry.l2_bits
         return (self.size + (1 << shift) - 1) >> shift
 
     def extension(self, kind: int) -> bytes | None:

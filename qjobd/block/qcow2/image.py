@@ -28,7 +28,6 @@ from qjobd.block.qcow2.tables import (
     OFFSET_MASK,
     ZERO,
     CorruptEntry,
-    Geometry,
     Run,
     decode_entries,
     encode_entries,
@@ -83,7 +82,7 @@ class Qcow2Image:
         self.storage = storage
         self.header = hdr.parse(storage.pread, writable=writable)
         header = self.header
-        self.geometry = Geometry(header.cluster_bits, header.extended_l2)
+        self.geometry = header.geometry
         raw_l1 = storage.pread(header.l1_table_offset, 8 * header.l1_size)
         self.l1 = decode_entries(raw_l1)
         self.snapshots = snap.parse(storage.pread, header.snapshots_offset,
