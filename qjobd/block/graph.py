@@ -297,7 +297,7 @@ class BlockGraph:
             if child is None:
                 if ref is None:
                     ref = options[key]
-                if backing:
+                if backing and not isinstance(ref, str):
                     child = self._open_backing(node, ref, common, context)
                 else:
                     child = self._open_ref(ref, common, context)
@@ -310,16 +310,15 @@ class BlockGraph:
         node.open(open_child)
         return node
 
-    def _open_backing(self, node: BlockNode, ref: Any, parent: CommonOptions,
+    def _open_backing(self, node: BlockNode, ref: dict[str, Any], parent: CommonOptions,
                       context: _AddContext) -> BlockNode:
         """A backing child: read-only by default (bdrv_backing_options), never a loop.
 
         QEMU opens a backing file that names itself (or an earlier image of the
         chain) again and again; here the chain's host files are compared and the
-        loop is refused with a clear error instead.
+        loop is refused with a clear error instead.  A node name is looked up as any
+        other reference is.
         """
-        if isinstance(ref, str):
-            return self.lookup(ref)
         inherited = attrs.evolve(parent, read_only=True, auto_read_only=False)
         if len(context.backing_files) >= MAX_BACKING_DEPTH:
             raise QMPError(f"Backing chain is deeper than {MAX_BACKING_DEPTH} images")

@@ -9,8 +9,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from helpers.client import Client
+
+T = TypeVar("T")
 
 
 def wait_for_socket(path: Path, process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
@@ -80,3 +83,18 @@ def kill_9_after(socket_path: Path, actions: Callable[[Client], None]) -> None:
         process.wait()
         if process.stderr:
             process.stderr.close()
+
+
+def on_both_daemons(directory: Path, exchange: Callable[[Path, Path], T]) -> tuple[T, T]:
+    """Run ``exchange(socket, workdir)`` against qemu-storage-daemon in
+    ``directory/qsd``, then against qjobd in ``directory/qjobd``; (QSD's, qjobd's)."""
+    results: list[T] = []
+    for name, start in (("qsd", start_qsd), ("qjobd", start_qjobd)):
+        workdir = directory / name
+        workdir.mkdir()
+        process = start(workdir / "d.sock")
+        try:
+            results.append(exchange(workdir / "d.sock", workdir))
+        finally:
+            stop(process)
+    return results[0], results[1]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from helpers.client import Client, without_drain_pairs
-from helpers.daemons import kill_9_after, qsd_available, start_qjobd, start_qsd, stop
+from helpers.daemons import kill_9_after, on_both_daemons, qsd_available
 from helpers.images import MiB
 from helpers.qcow2 import assert_not_corrupt, check, info, make_chain, qcow2_opts, raw_content
 
@@ -131,16 +131,7 @@ def exchanges(socket: Path, directory: Path) -> tuple[list[str], dict[str, list[
 
 @pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon not installed")
 def test_same_answers_and_events_as_qsd(tmp_path: Path) -> None:
-    results = []
-    for name, start in (("qsd", start_qsd), ("qjobd", start_qjobd)):
-        directory = tmp_path / name
-        directory.mkdir()
-        process = start(directory / "d.sock")
-        try:
-            results.append(exchanges(directory / "d.sock", directory))
-        finally:
-            stop(process)
-    (theirs, their_statuses), (ours, our_statuses) = results
+    (theirs, their_statuses), (ours, our_statuses) = on_both_daemons(tmp_path, exchanges)
     assert our_statuses == their_statuses
     for mine, expected in zip(ours, theirs, strict=True):
         assert mine == expected

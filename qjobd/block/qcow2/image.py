@@ -142,11 +142,13 @@ class Qcow2Image:
             return
         if len(self._dirty_l2) >= self._l2_cache_limit:
             self.write_back()
-        for victim in list(self._l2_cache):
-            if len(self._l2_cache) <= self._l2_cache_limit:
+        while len(self._l2_cache) > self._l2_cache_limit:
+            # The least recently used clean table; dirty ones wait for write-back.
+            victim = next((key for key in self._l2_cache
+                           if key not in self._dirty_l2 and key != offset), None)
+            if victim is None:
                 break
-            if victim not in self._dirty_l2 and victim != offset:
-                del self._l2_cache[victim]
+            del self._l2_cache[victim]
 
     def map(self, offset: int, length: int) -> Run:
         """The first run of the guest range (never past one L2 table's range)."""
