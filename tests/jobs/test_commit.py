@@ -22,6 +22,7 @@ from helpers.qcow2 import (
     check,
     info,
     make_chain,
+    make_qcow2,
     qcow2_opts,
     raw_content,
     run,
@@ -233,3 +234,21 @@ def test_kill_9_during_active_commit(tmp_path: Path) -> None:
         kill_9_after(directory / "d.sock", actions)
         assert_not_corrupt(*images)
         assert raw_content(images[-1], directory / "after.raw") == before, round_number
+
+
+def test_a_smaller_base_is_refused(qjobd_socket: Path, tmp_path: Path) -> None:
+    """QEMU would grow the base; qjobd says it cannot yet, and changes nothing."""
+    base = make_qcow2(tmp_path / "base.qcow2", MiB)
+    mid = make_qcow2(tmp_path / "mid.qcow2", 2 * MiB, backing=base)
+    top = make_qcow2(tmp_path / "top.qcow2", 2 * MiB, backing=mid)
+    before = [image.read_bytes() for image in (base, mid, top)]
+    with Client(qjobd_socket) as c:
+        c.ok("blockdev-add", qcow2_opts("top", top))
+        assert "cannot grow the base" in c.error(
+            "block-commit", {"job-id": "i", "device": "top", "top": str(mid)})
+        c.ok("block-commit", {"job-id": "a", "device": "top"})
+        c.wait_status("a", "null")
+        failed = [e for e in c.job_events("a") if e[0] == "BLOCK_JOB_COMPLETED"]
+        assert "cannot grow the base" in failed[0][1]["error"]
+        assert c.ok("query-jobs") == []
+    assert [image.read_bytes() for image in (base, mid, top)] == before

@@ -232,3 +232,23 @@ def test_mirror_granularity_follows_the_target_cluster_size(qjobd_socket: Path,
             c.ok("job-cancel", {"id": job})
             c.wait_status(job, "null")
             c.ok("blockdev-del", {"node-name": "t"})
+
+
+def test_qjobds_own_creation_refusals(qjobd_socket: Path, tmp_path: Path) -> None:
+    """What QEMU creates and qjobd does not yet: the job fails naming the feature,
+    and the file is left untouched."""
+    cases = [({"refcount-bits": 8}, "16-bit refcounts only (refcount-bits 8 asked)"),
+             ({"extended-l2": True}, "with extended L2 entries")]
+    with Client(qjobd_socket) as c:
+        for index, (options, words) in enumerate(cases):
+            path = tmp_path / f"r{index}.qcow2"
+            path.write_bytes(b"")
+            c.ok("blockdev-add", {"driver": "file", "node-name": f"f{index}",
+                                  "filename": str(path)})
+            c.ok("blockdev-create", create(f"c{index}", driver="qcow2", file=f"f{index}",
+                                           size=MiB, **options))
+            c.wait_status(f"c{index}", "concluded")
+            error = c.ok("query-jobs")[0]["error"]
+            assert words in error, error
+            c.ok("job-dismiss", {"id": f"c{index}"})
+            assert path.read_bytes() == b""
