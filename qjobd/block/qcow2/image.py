@@ -20,6 +20,7 @@ import zlib
 from typing import Final, Protocol
 
 from qjobd.block.qcow2 import header as hdr
+from qjobd.block.qcow2 import shadow
 from qjobd.block.qcow2 import snapshots as snap
 from qjobd.block.qcow2.refcounts import Refcounts
 from qjobd.block.qcow2.tables import (
@@ -85,8 +86,8 @@ class Qcow2Image:
         self.geometry = header.geometry
         raw_l1 = storage.pread(header.l1_table_offset, 8 * header.l1_size)
         self.l1 = decode_entries(raw_l1)
-        self.snapshots = snap.parse(storage.pread, header.snapshots_offset,
-                                    header.nb_snapshots, header.size)
+        self.snapshots, self._snapshot_table_bytes = snap.parse(
+            storage.pread, header.snapshots_offset, header.nb_snapshots, header.size)
         self._lock = threading.RLock()
         self._l2_cache: collections.OrderedDict[int, array.array[int]] = (
             collections.OrderedDict())
@@ -170,6 +171,17 @@ class Qcow2Image:
             raise QMPError("The qcow2 image is marked dirty (its refcounts were not "
                            "written back); qjobd cannot repair it: run 'qemu-img check "
                            "-r all' on it or open it read-only")
+        self._load_refcounts()
+        if header.autoclear_features:
+            # Bitmaps qjobd does not keep up to date must read as stale to QEMU,
+            # and unknown autoclear bits are cleared as the spec asks.
+            header.autoclear_features = 0
+            self.storage.pwrite(88, struct.pack(">Q", 0))
+            self.storage.flush()
+
+    def _load_refcounts(self) -> None:
+        """Read the refcount structures and find the metadata they must spare."""
+        header = self.header
         self._refcounts = Refcounts(
             cluster_bits=header.cluster_bits, refcount_order=header.refcount_order,
             table_offset=header.refcount_table_offset,
@@ -178,12 +190,6 @@ class Qcow2Image:
             write_at=self.storage.pwrite, sync=self.storage.flush)
         self._refcounts.on_table_moved = self._refcount_table_moved
         self._find_metadata()
-        if header.autoclear_features:
-            # Bitmaps qjobd does not keep up to date must read as stale to QEMU,
-            # and unknown autoclear bits are cleared as the spec asks.
-            header.autoclear_features = 0
-            self.storage.pwrite(88, struct.pack(">Q", 0))
-            self.storage.flush()
 
     def _clusters(self, offset: int, length: int) -> range:
         bits = self.header.cluster_bits
@@ -196,8 +202,8 @@ class Qcow2Image:
         fixed = {0, *self._clusters(header.l1_table_offset, 8 * header.l1_size)}
         l2_tables = {entry & OFFSET_MASK for entry in self.l1 if entry & OFFSET_MASK}
         if header.nb_snapshots:
-            table_end = max(8, sum(len(s.encode()) for s in self.snapshots))
-            fixed.update(self._clusters(header.snapshots_offset, table_end))
+            fixed.update(self._clusters(header.snapshots_offset,
+                                        self._snapshot_table_bytes))
         for snapshot in self.snapshots:
             fixed.update(self._clusters(snapshot.l1_table_offset, 8 * snapshot.l1_size))
             raw = self.storage.pread(snapshot.l1_table_offset, 8 * snapshot.l1_size)
@@ -487,6 +493,95 @@ class Qcow2Image:
                 header.backing_file, header.backing_format = old
                 header.encode()  # the offsets it keeps, back to the old name's
                 raise
+
+    # Section: internal snapshots
+
+    def create_snapshot(self, name: str) -> snap.Snapshot:
+        """Add a disk-only snapshot of the image as it is now (qcow2_snapshot_create).
+
+        The active L1 table becomes the snapshot's, and the image goes on with a
+        copy; see :mod:`qjobd.block.qcow2.shadow` for how the change stays atomic.
+        """
+        with self._lock:
+            if len(self.snapshots) >= snap.MAX_SNAPSHOTS:
+                raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+            self.write_back()
+            entry = snap.new(self.snapshots, name, l1_table_offset=self.header.l1_table_offset,
+                             l1_size=len(self.l1), disk_size=self.size)
+            self._switch_tables(active=self.l1, snapshots=[*self.snapshots, entry],
+                                dropped=[])
+            return entry
+
+    def load_snapshot(self, snapshot: snap.Snapshot) -> None:
+        """Make the image read as it did when ``snapshot`` was taken (the active
+        tables are replaced by the snapshot's; the snapshot stays)."""
+        with self._lock:
+            entries = self._snapshot_l1(snapshot)
+            if snapshot.disk_size != self.size:
+                raise OSError(errno.ENOTSUP, "qjobd does not load a snapshot whose disk "
+                                             "size differs from the image's")
+            entries.extend([0] * (len(self.l1) - len(entries)))
+            self.write_back()
+            self._switch_tables(active=entries, snapshots=self.snapshots,
+                                dropped=[(self.header.l1_table_offset, self.l1)])
+
+    def delete_snapshot(self, snapshot: snap.Snapshot) -> None:
+        """Remove ``snapshot``; clusters only it used are freed."""
+        with self._lock:
+            entries = self._snapshot_l1(snapshot)
+            self.write_back()
+            kept = [other for other in self.snapshots if other is not snapshot]
+            self._switch_tables(active=self.l1, snapshots=kept,
+                                dropped=[(snapshot.l1_table_offset, entries),
+                                         (self.header.l1_table_offset, self.l1)])
+
+    def _snapshot_l1(self, snapshot: snap.Snapshot) -> array.array[int]:
+        hdr.validate_table(snapshot.l1_table_offset, snapshot.l1_size, 8, hdr.MAX_L1_BYTES,
+                           "Snapshot L1 table", self.cluster_size)
+        return self._read_entries(snapshot.l1_table_offset, snapshot.l1_size)
+
+    def _read_entries(self, offset: int, count: int) -> array.array[int]:
+        """Table entries at a host offset: a cached L2 table, or read from disk."""
+        cached = self._l2_cache.get(offset)
+        if cached is not None and len(cached) == count:
+            return cached
+        return decode_entries(self.storage.pread(offset, 8 * count))
+
+    def _switch_tables(self, *, active: array.array[int], snapshots: list[snap.Snapshot],
+                       dropped: list[tuple[int, array.array[int]]]) -> None:
+        """Write the planned tables, make them durable, then switch the header."""
+        if self._refcounts is None:
+            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        header = self.header
+        layout = shadow.Layout(
+            geometry=self.geometry, l1=self.l1, l1_offset=header.l1_table_offset,
+            snapshots=self.snapshots,
+            snapshot_table=(header.snapshots_offset,
+                            self._snapshot_table_bytes if header.nb_snapshots else 0),
+            refcounts=self._refcounts, read_entries=self._read_entries)
+        switch = shadow.plan(layout, active=active, snapshots=snapshots, dropped=dropped)
+        for offset, data in switch.writes:
+            self.storage.pwrite(offset, data)
+        self.storage.flush()
+        try:
+            self.storage.pwrite(shadow.HEADER_POINTERS_OFFSET, switch.header_pointers())
+            self.storage.flush()
+        finally:
+            self._reload_tables()
+
+    def _reload_tables(self) -> None:
+        """Read the header and every table again, after the header changed under
+        the caches (or might have, when a write failed)."""
+        header = hdr.parse(self.storage.pread, writable=True)
+        self.header = header
+        self.l1 = decode_entries(self.storage.pread(header.l1_table_offset,
+                                                    8 * header.l1_size))
+        self.snapshots, self._snapshot_table_bytes = snap.parse(
+            self.storage.pread, header.snapshots_offset, header.nb_snapshots, header.size)
+        self._l2_cache.clear()
+        self._dirty_l2.clear()
+        self._dirty_l1.clear()
+        self._load_refcounts()
 
     # Section: compressed clusters
 

@@ -28,7 +28,7 @@ REFTABLE_OFFSET_MASK: Final = 0xFFFF_FFFF_FFFF_FE00
 MAX_REFCOUNT: Final = 0xFFFF
 
 
-def _swapped(values: array.array[int]) -> bytes:
+def to_big_endian(values: array.array[int]) -> bytes:
     """The big-endian bytes of an array of native integers."""
     if sys.byteorder == "little":
         copy = array.array(values.typecode, values)
@@ -109,6 +109,13 @@ class Refcounts:
                 block.frombytes(bytes(self.cluster_size))
             self._blocks[index] = block
         return block
+
+    def block(self, index: int) -> array.array[int]:
+        """Refcount block ``index`` as it is now (zeroes where none exists yet);
+        the caller must not change it."""
+        if index >= len(self.table):
+            return array.array("H", bytes(self.cluster_size))
+        return self._block(index)
 
     def get(self, cluster: int) -> int:
         index, position = divmod(cluster, self.per_block)
@@ -218,7 +225,7 @@ class Refcounts:
         header; the old table's clusters are freed after that.
         """
         for index in sorted(self._dirty_blocks):
-            self._write_at(self.table[index], _swapped(self._blocks[index]))
+            self._write_at(self.table[index], to_big_endian(self._blocks[index]))
         self._dirty_blocks.clear()
         if self._moved_from is not None:
             raw = struct.pack(f">{len(self.table)}Q", *self.table)

@@ -8,6 +8,7 @@ state it records is always empty, but it keeps whatever another writer stored.
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any, Final
 
 import attrs
@@ -65,8 +66,47 @@ class Snapshot:
         return entry + bytes(-len(entry) % 8)
 
 
-def parse(read_at: ReadAt, offset: int, count: int, image_size: int) -> list[Snapshot]:
-    """qcow2_read_snapshots without repair: the same limits and messages."""
+#: QCOW_MAX_SNAPSHOTS: the most entries QEMU lets a table hold.
+MAX_SNAPSHOTS: Final = 65536
+
+
+def new(snapshots: list[Snapshot], name: str, *, l1_table_offset: int, l1_size: int,
+        disk_size: int) -> Snapshot:
+    """A disk-only entry as QEMU's snapshot commands fill it in.
+
+    The id is one more than the largest numeric id (find_new_snapshot_id); the
+    dates are now, to the microsecond; qemu-storage-daemon's virtual clock reads
+    the host's real time, so the VM clock field does too.
+    """
+    highest = max((_leading_number(s.id) for s in snapshots), default=0)
+    now_us = time.time_ns() // 1000
+    return Snapshot(l1_table_offset=l1_table_offset, l1_size=l1_size,
+                    id=str(highest + 1), name=name, date_sec=now_us // 1_000_000,
+                    date_nsec=now_us % 1_000_000 * 1000, vm_clock_nsec=time.time_ns(),
+                    vm_state_size=0, disk_size=disk_size)
+
+
+def _leading_number(text: str) -> int:
+    """strtoul's reading of an id: its leading digits, 0 without any."""
+    digits = len(text) - len(text.lstrip("0123456789"))
+    return int(text[:digits]) if digits else 0
+
+
+def find(snapshots: list[Snapshot], ident: str | None, name: str | None) -> Snapshot | None:
+    """find_snapshot_by_id_and_name: by both when both are given, else by either."""
+    for snapshot in snapshots:
+        if ((ident is None or snapshot.id == ident)
+                and (name is None or snapshot.name == name)):
+            return snapshot
+    return None
+
+
+def parse(read_at: ReadAt, offset: int, count: int,
+          image_size: int) -> tuple[list[Snapshot], int]:
+    """qcow2_read_snapshots without repair: the same limits and messages.
+
+    Returns the entries and the table's length in bytes (what its clusters hold).
+    """
     snapshots = []
     start = offset
     for index in range(count):
@@ -100,4 +140,4 @@ def parse(read_at: ReadAt, offset: int, count: int, image_size: int) -> list[Sna
             l1_offset, l1_size, ident.decode("utf-8", errors="surrogateescape"),
             name.decode("utf-8", errors="surrogateescape"), date_sec, date_nsec,
             vm_clock, vm_large, disk_size, icount, unknown))
-    return snapshots
+    return snapshots, offset - start
