@@ -18,6 +18,7 @@ import enum
 import errno
 import os
 import threading
+from collections.abc import Sequence
 from typing import Any, ClassVar, Final, Protocol
 
 import attrs
@@ -125,6 +126,29 @@ class ChildOpener(Protocol):
         ...
 
 
+class SnapshotEntry(Protocol):
+    """One internal snapshot of an image (qjobd.block.qcow2.snapshots.Snapshot)."""
+
+    id: str
+    name: str
+
+    def info(self) -> dict[str, Any]: ...
+
+
+class SnapshotStore(Protocol):
+    """What a format keeping internal snapshots offers (the qcow2 image); the rules
+    around it are in qjobd.block.internal_snapshots."""
+
+    @property
+    def snapshots(self) -> Sequence[SnapshotEntry]: ...
+
+    def create_snapshot(self, name: str, /) -> SnapshotEntry: ...
+
+    def load_snapshot(self, snapshot: Any, /) -> None: ...
+
+    def delete_snapshot(self, snapshot: Any, /) -> None: ...
+
+
 class BlockNode:
     """One node of the block graph; subclasses are the drivers.
 
@@ -200,6 +224,11 @@ class BlockNode:
     def primary(self) -> BlockNode | None:
         """The child that holds this node's data (bdrv_primary_bs), if any."""
         return self.child_edges[0].node if self.child_edges else None
+
+    @property
+    def snapshot_store(self) -> SnapshotStore | None:
+        """Where this node's own internal snapshots live; None for formats without."""
+        return None
 
     @property
     def filtered(self) -> BlockNode | None:

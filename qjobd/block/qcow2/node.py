@@ -54,6 +54,10 @@ class Qcow2Node(BlockNode):
         return self._image
 
     @property
+    def snapshot_store(self) -> Qcow2Image:
+        return self.image
+
+    @property
     def file(self) -> BlockNode:
         return self.child("file")
 

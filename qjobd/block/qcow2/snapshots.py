@@ -76,13 +76,13 @@ def new(snapshots: list[Snapshot], name: str, *, l1_table_offset: int, l1_size: 
 
     The id is one more than the largest numeric id (find_new_snapshot_id); the
     dates are now, to the microsecond; qemu-storage-daemon's virtual clock reads
-    the host's real time, so the VM clock field does too.
+    the host's real time to the microsecond, so the VM clock field does too.
     """
     highest = max((_leading_number(s.id) for s in snapshots), default=0)
     now_us = time.time_ns() // 1000
     return Snapshot(l1_table_offset=l1_table_offset, l1_size=l1_size,
                     id=str(highest + 1), name=name, date_sec=now_us // 1_000_000,
-                    date_nsec=now_us % 1_000_000 * 1000, vm_clock_nsec=time.time_ns(),
+                    date_nsec=now_us % 1_000_000 * 1000, vm_clock_nsec=now_us * 1000,
                     vm_state_size=0, disk_size=disk_size)
 
 

@@ -1,0 +1,180 @@
+"""Internal snapshot commands: qjobd and qemu-storage-daemon 7.2, line for line.
+
+Both daemons open copies of the same images and take, list and delete snapshots
+with the same commands, refusals included; the transcripts must be identical once
+times are masked (a snapshot records when it was taken).  Afterwards both images
+must list the same snapshots, and read the same in every snapshot and the active
+layer; qjobd's must pass ``qemu-img check`` without a leak.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers.client import Transcript
+from helpers.daemons import on_both_daemons, qsd_available
+from helpers.images import MiB
+from helpers.nodes import file_opts
+from helpers.qcow2 import check, make_qcow2, qcow2_opts, qemu_io, run
+
+pytestmark = pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon not installed")
+
+Step = tuple[str, dict[str, Any] | None]
+
+_TIMES = re.compile(r'"(date-sec|date-nsec|vm-clock-sec|vm-clock-nsec)": \d+')
+#: Sizes of the image files: qjobd writes a snapshot's changed tables to new clusters
+#: and switches the header once (crash-safe), QEMU edits them in place, so the files
+#: grow differently while reading the same.
+_FILE_SIZES = re.compile(r'"actual-size": \d+|"virtual-size": \d+(?=, "filename": '
+                         r'"[^"]*", "format": "file")')
+
+
+def masked(lines: list[str]) -> list[str]:
+    return [_FILE_SIZES.sub("SIZE", _TIMES.sub(r'"\1": T', line)) for line in lines]
+
+
+def images(directory: Path) -> dict[str, Path]:
+    main = make_qcow2(directory / "main.qcow2", 8 * MiB)
+    qemu_io(main, "write -P 1 0 2M", "write -z 3M 1M", "write -P 2 7M 300k")
+    frozen = make_qcow2(directory / "frozen.qcow2", 4 * MiB)
+    qemu_io(frozen, "write -P 3 0 1M")
+    run("qemu-img", "snapshot", "-c", "old", str(frozen))
+    raw = directory / "plain.raw"
+    raw.write_bytes(bytes(MiB))
+    return {"main": main, "frozen": frozen, "raw": raw}
+
+
+def same_snapshots(ours: Path, theirs: Path, out: Path) -> None:
+    report = check(ours)
+    assert report.get("leaks", 0) == 0, report
+    listing = [line.split()[:2] for line in
+               run("qemu-img", "snapshot", "-l", str(ours)).splitlines()[2:]]
+    assert listing == [line.split()[:2] for line in
+                       run("qemu-img", "snapshot", "-l", str(theirs)).splitlines()[2:]]
+    run("qemu-img", "compare", str(ours), str(theirs))
+    for _, name in listing:
+        views = []
+        for image in (ours, theirs):
+            view = out / f"{image.parent.name}-{image.stem}-{name}.raw"
+            run("qemu-img", "convert", "-l", f"snapshot.name={name}", "-O", "raw",
+                str(image), str(view))
+            views.append(view)
+        run("qemu-img", "compare", "-f", "raw", "-F", "raw", str(views[0]), str(views[1]))
+
+
+def test_take_list_and_delete(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    images(source)
+    nodes: list[Step] = [
+        ("blockdev-add", qcow2_opts("q", "/tmp/X/main.qcow2") | {
+            "file": file_opts("/tmp/X/main.qcow2") | {"node-name": "qf"}}),
+        ("blockdev-add", qcow2_opts("ro", "/tmp/X/frozen.qcow2", **{"read-only": True})),
+        ("blockdev-add", {"driver": "raw", "node-name": "r",
+                          "file": file_opts("/tmp/X/plain.raw")}),
+    ]
+    take = "blockdev-snapshot-internal-sync"
+    drop = "blockdev-snapshot-delete-internal-sync"
+    steps: list[Step] = [
+        *nodes,
+        (take, {"device": "nope", "name": "s"}),
+        (take, {"device": "qf", "name": "s"}),
+        (take, {"device": "r", "name": "s"}),
+        (take, {"device": "ro", "name": "s"}),
+        (take, {"device": "q", "name": ""}),
+        (take, {"device": "q", "name": "s1"}),
+        (take, {"device": "q", "name": "s1"}),
+        (take, {"device": "q", "name": "s2"}),
+        (take, {"device": "q", "name": "s3"}),
+        ("query-named-block-nodes", {"flat": True}),
+        (drop, {"device": "q"}),
+        (drop, {"device": "nope", "name": "s1"}),
+        (drop, {"device": "qf", "name": "s1"}),
+        (drop, {"device": "r", "name": "s1"}),
+        (drop, {"device": "q", "name": "zz"}),
+        (drop, {"device": "q", "id": "9"}),
+        (drop, {"device": "q", "id": "1", "name": "s2"}),
+        (drop, {"device": "ro", "name": "nothing"}),
+        (drop, {"device": "q", "id": "2"}),
+        (drop, {"device": "q", "id": "1", "name": "s1"}),
+        (take, {"device": "q", "name": "s4"}),
+        ("query-named-block-nodes", None),
+        ("blockdev-del", {"node-name": "q"}),
+    ]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+
+    def run_steps(socket: Path, workdir: Path) -> list[str]:
+        for path in source.iterdir():
+            shutil.copy(path, workdir / path.name)
+        log = Transcript(socket, workdir)
+        try:
+            for execute, arguments in steps:
+                log.raw(execute, _in(workdir, arguments))
+        finally:
+            log.close()
+        return masked(log.lines)
+
+    theirs, ours = on_both_daemons(runs, run_steps)
+    assert ours == theirs
+    assert '"name": "s3"' in "\n".join(ours)
+    same_snapshots(runs / "qjobd" / "main.qcow2", runs / "qsd" / "main.qcow2", tmp_path)
+
+
+def test_nodes_a_job_uses(tmp_path: Path) -> None:
+    """A backup's source has the job's filter above it and its target is the
+    filter's child: neither is a root node while the job runs."""
+    source = tmp_path / "source"
+    source.mkdir()
+    images(source)
+    make_qcow2(source / "target.qcow2", 8 * MiB)
+    steps: list[Step] = [
+        ("blockdev-add", qcow2_opts("q", "/tmp/X/main.qcow2")),
+        ("blockdev-add", qcow2_opts("t", "/tmp/X/target.qcow2")),
+        ("blockdev-snapshot-internal-sync", {"device": "q", "name": "before"}),
+        ("blockdev-backup", {"job-id": "bk", "device": "q", "target": "t",
+                             "sync": "full", "speed": 1, "auto-dismiss": False}),
+        ("blockdev-snapshot-internal-sync", {"device": "q", "name": "during"}),
+        ("blockdev-snapshot-delete-internal-sync", {"device": "q", "name": "before"}),
+        ("blockdev-snapshot-internal-sync", {"device": "t", "name": "during"}),
+        ("blockdev-snapshot-delete-internal-sync", {"device": "t", "name": "x"}),
+    ]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+
+    def run_steps(socket: Path, workdir: Path) -> list[str]:
+        for path in source.iterdir():
+            shutil.copy(path, workdir / path.name)
+        log = Transcript(socket, workdir)
+        try:
+            for execute, arguments in steps:
+                log.raw(execute, _in(workdir, arguments))
+            mark = log.mark()
+            log.quiet("block-job-cancel", {"device": "bk", "force": True})
+            log.wait(lambda event: event.get("data", {}).get("status") == "concluded",
+                     after=mark)
+            log.quiet("job-dismiss", {"id": "bk"})
+            log.raw("blockdev-snapshot-delete-internal-sync", {"device": "q", "name": "before"})
+            replies = [line for line in log.lines if line.startswith(('< {"return"', '< {"error"'))]
+        finally:
+            log.close()
+        return masked(replies)
+
+    theirs, ours = on_both_daemons(runs, run_steps)
+    assert ours == theirs
+    assert sum("Need a root block node" in line for line in ours) == 4
+
+
+def _in(workdir: Path, value: Any) -> Any:
+    """``value`` with /tmp/X in its strings as the daemon's working directory."""
+    if isinstance(value, str):
+        return value.replace("/tmp/X", str(workdir))
+    if isinstance(value, dict):
+        return {key: _in(workdir, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_in(workdir, item) for item in value]
+    return value
