@@ -1,4 +1,5 @@
-"""Internal snapshot commands: qjobd and qemu-storage-daemon 7.2, line for line.
+"""Internal snapshot commands and dirty-image repair: qjobd and qemu-storage-daemon
+7.2, line for line.
 
 Both daemons open copies of the same images and take, list and delete snapshots
 with the same commands, refusals included; the transcripts must be identical once
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -178,3 +180,41 @@ def _in(workdir: Path, value: Any) -> Any:
     if isinstance(value, list):
         return [_in(workdir, item) for item in value]
     return value
+
+
+def test_dirty_image_opened_for_writing(tmp_path: Path) -> None:
+    """Both daemons repair a dirty image when they open it read-write: the node
+    shows no dirty flag, and both results pass qemu-img check and read the same."""
+    source = tmp_path / "source"
+    source.mkdir()
+    image = make_qcow2(source / "dirty.qcow2", 8 * MiB, lazy_refcounts="on")
+    qemu_io(image, "write -P 1 0 2M")
+    run("qemu-img", "snapshot", "-c", "s", str(image))
+    subprocess.run(["qemu-io", "-c", "write -P 2 1M 3M", "-c", "sigraise 9", str(image)],
+                   capture_output=True)
+    steps: list[Step] = [
+        ("blockdev-add", qcow2_opts("ro", "/tmp/X/dirty.qcow2", **{"read-only": True})),
+        ("query-named-block-nodes", {"flat": True}),
+        ("blockdev-del", {"node-name": "ro"}),
+        ("blockdev-add", qcow2_opts("q", "/tmp/X/dirty.qcow2")),
+        ("query-named-block-nodes", {"flat": True}),
+        ("blockdev-del", {"node-name": "q"}),
+    ]
+    runs = tmp_path / "runs"
+    runs.mkdir()
+
+    def run_steps(socket: Path, workdir: Path) -> list[str]:
+        shutil.copy(image, workdir / image.name)
+        log = Transcript(socket, workdir)
+        try:
+            for execute, arguments in steps:
+                log.raw(execute, _in(workdir, arguments))
+        finally:
+            log.close()
+        return masked(log.lines)
+
+    theirs, ours = on_both_daemons(runs, run_steps)
+    assert ours == theirs
+    assert '"dirty-flag": true' in ours[3]
+    assert '"dirty-flag": true' not in ours[9]
+    same_snapshots(runs / "qjobd" / "dirty.qcow2", runs / "qsd" / "dirty.qcow2", tmp_path)

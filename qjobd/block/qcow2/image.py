@@ -167,10 +167,6 @@ class Qcow2Image:
         if header.extended_l2:
             raise QMPError("qjobd does not write qcow2 images with extended L2 entries "
                            "yet; open it read-only")
-        if header.dirty:
-            raise QMPError("The qcow2 image is marked dirty (its refcounts were not "
-                           "written back); qjobd cannot repair it: run 'qemu-img check "
-                           "-r all' on it or open it read-only")
         self._load_refcounts()
         if header.autoclear_features:
             # Bitmaps qjobd does not keep up to date must read as stale to QEMU,
@@ -178,6 +174,28 @@ class Qcow2Image:
             header.autoclear_features = 0
             self.storage.pwrite(88, struct.pack(">Q", 0))
             self.storage.flush()
+        if header.dirty:
+            self._repair()
+
+    def _repair(self) -> None:
+        """What QEMU does when it opens a dirty image read-write: recount every
+        cluster (and fix the COPIED flags), then clear the dirty bit.
+
+        The new counts go in through the same atomic header switch as snapshots
+        (see shadow.py), so a crash during the repair leaves the dirty image as it
+        was, to be repaired at the next open.
+        """
+        try:
+            switch = shadow.plan_repair(self._layout(), self.storage.length())
+            self._perform(switch)
+            header = self.header
+            header.incompatible_features &= ~hdr.INCOMPAT_DIRTY
+            self.storage.pwrite(72, struct.pack(">Q", header.incompatible_features))
+            self.storage.flush()
+        except OSError as error:
+            reason = os.strerror(error.errno or errno.EIO)
+            raise QMPError(f"Could not repair dirty image: {reason}") from None
+        _log.warning("qcow2: repaired the refcounts of a dirty image")
 
     def _load_refcounts(self) -> None:
         """Read the refcount structures and find the metadata they must spare."""
@@ -549,17 +567,23 @@ class Qcow2Image:
 
     def _switch_tables(self, *, active: array.array[int], snapshots: list[snap.Snapshot],
                        dropped: list[tuple[int, array.array[int]]]) -> None:
-        """Write the planned tables, make them durable, then switch the header."""
-        if self._refcounts is None:
-            raise OSError(errno.EPERM, os.strerror(errno.EPERM))
+        """Plan the new tables (shadow.py) and put them in place."""
+        switch = shadow.plan(self._layout(), active=active, snapshots=snapshots,
+                             dropped=dropped)
+        self._perform(switch)
+
+    def _layout(self) -> shadow.Layout:
+        """The tables as they are on disk (callers wrote everything back)."""
         header = self.header
-        layout = shadow.Layout(
+        return shadow.Layout(
             geometry=self.geometry, l1=self.l1, l1_offset=header.l1_table_offset,
             snapshots=self.snapshots,
             snapshot_table=(header.snapshots_offset,
                             self._snapshot_table_bytes if header.nb_snapshots else 0),
-            refcounts=self._refcounts, read_entries=self._read_entries)
-        switch = shadow.plan(layout, active=active, snapshots=snapshots, dropped=dropped)
+            refcounts=self.refcounts, read_entries=self._read_entries)
+
+    def _perform(self, switch: shadow.Switch) -> None:
+        """Write the planned tables, make them durable, then switch the header."""
         for offset, data in switch.writes:
             self.storage.pwrite(offset, data)
         self.storage.flush()

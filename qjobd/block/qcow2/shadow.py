@@ -111,9 +111,10 @@ class _Planner:
         self.delta.update(range(start, start + clusters))
         return start << self.bits
 
-    def count_paths(self, table: array.array[int], sign: int) -> None:
+    def count_paths(self, table: array.array[int], sign: int,
+                    into: collections.Counter[int] | None = None) -> None:
         """One reference more (or less) for every cluster an L2 table points at."""
-        delta = self.delta
+        delta = self.delta if into is None else into
         bits = self.bits
         for entry in table:
             if entry & COMPRESSED:
@@ -125,8 +126,9 @@ class _Planner:
 
     def drop_l1(self, offset: int, entries: array.array[int]) -> None:
         """An L1 table nothing will reference: its clusters and every path under it."""
-        for cluster in self.extent(offset, max(8 * len(entries), 1)):
-            self.delta[cluster] -= 1
+        if entries:
+            for cluster in self.extent(offset, 8 * len(entries)):
+                self.delta[cluster] -= 1
         for entry in entries:
             table_offset = entry & OFFSET_MASK
             if table_offset:
@@ -135,6 +137,54 @@ class _Planner:
 
     def final(self, cluster: int) -> int:
         return self.layout.refcounts.get(cluster) + self.delta[cluster]
+
+
+def plan_repair(layout: Layout, file_length: int) -> Switch:
+    """The switch that makes refcounts and COPIED flags true again (a dirty image).
+
+    Every reference is counted from the header down, as qemu-img check counts
+    them; the difference from the stored refcounts goes into the same plan as a
+    snapshot operation's, with the active tables rebuilt so their flags follow.
+    A reference past the end of the file cannot be repaired (OSError EIO).
+    """
+    planner = _Planner(layout)
+    truth: collections.Counter[int] = collections.Counter()
+    bits = planner.bits
+    truth[0] += 1
+    l1_tables = [(layout.l1_offset, layout.l1)]
+    l1_tables += [(s.l1_table_offset, layout.read_entries(s.l1_table_offset, s.l1_size))
+                  for s in layout.snapshots]
+    for offset, entries in l1_tables:
+        if entries:
+            truth.update(planner.extent(offset, 8 * len(entries)))
+        for entry in entries:
+            table_offset = entry & OFFSET_MASK
+            if table_offset:
+                truth[table_offset >> bits] += 1
+                planner.count_paths(planner.table(table_offset), +1, into=truth)
+    table_offset, table_bytes = layout.snapshot_table
+    if table_bytes:
+        truth.update(planner.extent(table_offset, table_bytes))
+    refcounts = layout.refcounts
+    truth.update(planner.extent(refcounts.table_offset,
+                                refcounts.table_clusters << bits))
+    truth.update(entry >> bits for entry in refcounts.table if entry)
+    end = -(-file_length // planner.cluster_size)
+    if truth and max(truth) >= end:
+        raise OSError(errno.EIO, f"cluster {max(truth)} is referenced but lies past the "
+                                 "end of the image file")
+    stored: dict[int, int] = {}
+    for index, block_offset in enumerate(refcounts.table):
+        if block_offset:
+            block = refcounts.block(index)
+            if any(block):
+                base = index * refcounts.per_block
+                stored.update((base + position, count)
+                              for position, count in enumerate(block) if count)
+    for cluster in set(truth) | set(stored):
+        planner.delta[cluster] += truth[cluster] - stored.get(cluster, 0)
+    return _plan_with(planner, active=layout.l1, snapshots=list(layout.snapshots),
+                      dropped=[(layout.l1_offset, layout.l1)])
 
 
 def plan(layout: Layout, *, active: Iterable[int], snapshots: list[Snapshot],
@@ -148,7 +198,13 @@ def plan(layout: Layout, *, active: Iterable[int], snapshots: list[Snapshot],
     OSError(EIO) when the refcounts would leave their range (a corrupt image); then
     nothing has been written.
     """
-    planner = _Planner(layout)
+    return _plan_with(_Planner(layout), active=active, snapshots=snapshots,
+                      dropped=dropped)
+
+
+def _plan_with(planner: _Planner, *, active: Iterable[int], snapshots: list[Snapshot],
+               dropped: Iterable[tuple[int, array.array[int]]]) -> Switch:
+    layout = planner.layout
     for offset, entries in dropped:
         planner.drop_l1(offset, entries)
     sources = [entry & OFFSET_MASK for entry in active]
