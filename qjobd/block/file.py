@@ -127,6 +127,9 @@ class FileNode(BlockNode):
     def _length(self) -> int:
         return os.fstat(self.fd).st_size
 
+    def _grow(self, size: int) -> None:
+        os.ftruncate(self.fd, size)
+
     def _do_preadv(self, offset: int, buffer: memoryview) -> None:
         if self.cache_direct:
             self._direct_read(offset, buffer)

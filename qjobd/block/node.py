@@ -329,6 +329,21 @@ class BlockNode:
             total += size
         return total
 
+    def grow(self, size: int) -> None:
+        """bdrv_truncate to a larger size, new space reading as zeroes (commit grows
+        a smaller base so).  Raises OSError; QMPError with QEMU's text for refusals."""
+        if size <= self.length():
+            return
+        if self.read_only:
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        self._grow(size)
+
+    def _grow(self, size: int) -> None:
+        filtered = self.filtered
+        if filtered is None:
+            raise QMPError("Image format driver does not support resize")
+        filtered.grow(size)
+
     def get_info(self) -> tuple[int, bool] | None:
         """bdrv_get_info: (cluster size, 0 for none; dirty flag), or None when it
         fails (what mirror's default granularity and query output rest on)."""

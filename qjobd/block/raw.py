@@ -68,6 +68,12 @@ class RawNode(BlockNode):
             return self.size
         return max(0, self.file.length() - self.offset)
 
+    def _grow(self, size: int) -> None:
+        """raw_co_truncate: the file grows under the offset; a fixed size cannot."""
+        if self.size is not None:
+            raise QMPError("Cannot resize fixed-size raw disks")
+        self.file.grow(self.offset + size)
+
     def _window(self, offset: int, length: int, write: bool) -> None:
         """raw_adjust_offset: nothing may leak out of an explicit size."""
         if self.size is not None and (offset > self.size or length > self.size - offset):

@@ -56,14 +56,10 @@ def setup_commit(graph: BlockGraph, jobs: JobManager, options: CommitOptions) ->
     """commit_start: checks, the job, the base reopened, the filter and the claims
     (not started).  Raises QMPError; a failure after the job exists dismisses it
     and undoes the graph changes."""
-    top, base = options.top, options.base
-    if top.length() > base.length():
-        raise QMPError("qjobd cannot grow the base image yet: the base is smaller than "
-                       "the top image")
     driver = CommitDriver(graph, options)
     job = driver.create_job(jobs)
     try:
-        driver.reopen_writable(base)
+        driver.reopen_writable(options.base)
         driver.insert_filter()
         driver.attach()
     except BaseException:
@@ -102,6 +98,14 @@ class CommitDriver(ChainCopyDriver):
         self.block(self.base)
         self.claim(self.base, "root", Perm.CONSISTENT_READ | Perm.WRITE,
                    Perm.CONSISTENT_READ | Perm.WRITE_UNCHANGED)
+
+    async def run(self, job: Job) -> None:
+        """commit_run: a base smaller than the top grows first (its new end reads
+        as zeroes), then the chain's data is copied."""
+        length = self.top.length()
+        if self.base.length() < length:
+            await job.run_io(self.base.grow, length)
+        await super().run(job)
 
     def _step(self, offset: int, length: int) -> tuple[int, bool]:
         return chain.copy_allocated(self.top, self.top, self.base, self.base, offset,

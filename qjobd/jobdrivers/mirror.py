@@ -569,10 +569,10 @@ class ActiveCommitDriver(MirrorDriver):
     job_type = "commit"
 
     def _check_sizes(self, length: int) -> None:
-        """A larger base keeps its size; a smaller one would have to grow."""
+        """mirror_run with a base: a larger base keeps its size, a smaller one grows
+        (a metadata change, made here on the event loop)."""
         if self.target.length() < length:
-            raise JobFailed("qjobd cannot grow the base image yet: the base is smaller "
-                            "than the top image")
+            self.target.grow(length)
 
     async def _mark_initial_dirty(self, job: Job, length: int) -> None:
         """mirror_dirty_init with a base: only ranges allocated above it."""

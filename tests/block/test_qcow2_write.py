@@ -316,3 +316,33 @@ def test_allocation_starts_past_metadata_beyond_the_end(graph: BlockGraph,
     node = graph.add(qcow2_opts("r", image, **{"read-only": True}))
     assert node.pread(0, 8 * 64 * KiB) == b"\x07" * (8 * 64 * KiB)
     graph.delete("r")
+
+
+@pytest.mark.parametrize("cluster_size", [512, 64 << 10])
+def test_growing_keeps_data_and_snapshots(graph: BlockGraph, tmp_path: Path,
+                                          cluster_size: int) -> None:
+    """Growth past what the L1 table covers (commit grows a smaller base so): the
+    old data and the snapshots stay, the new end reads as zeroes."""
+    image = make_qcow2(tmp_path / "g.qcow2", MiB, cluster_size=cluster_size)
+    qemu_io(image, "write -P 1 0 512k", f"write -P 2 {MiB - 4096} 4096")
+    run("qemu-img", "snapshot", "-c", "s", str(image))
+    theirs = tmp_path / "theirs.qcow2"
+    shutil.copy(image, theirs)
+    run("qemu-img", "resize", "-q", str(theirs), str(300 * MiB))
+    node = graph.add(qcow2_opts("w", image))
+    node.grow(300 * MiB)
+    assert node.length() == 300 * MiB
+    node.pwrite(299 * MiB, b"\x03" * 8192)
+    graph.delete("w")
+    qemu_io(theirs, f"write -P 3 {299 * MiB} 8192")
+    report = check(image)
+    assert report.get("leaks", 0) == 0, report
+    assert info(image)["virtual-size"] == 300 * MiB
+    run("qemu-img", "compare", str(image), str(theirs))
+    v2 = make_qcow2(tmp_path / "v2.qcow2", MiB, compat="0.10")
+    run("qemu-img", "snapshot", "-c", "s", str(v2))
+    node = graph.add(qcow2_opts("v2", v2))
+    with pytest.raises(QMPError, match="Can't resize a v2 image which has snapshots"):
+        node.grow(2 * MiB)
+    graph.delete("v2")
+    check(v2)

@@ -24,6 +24,7 @@ from helpers.qcow2 import (
     make_chain,
     make_qcow2,
     qcow2_opts,
+    qemu_io,
     raw_content,
     run,
 )
@@ -236,19 +237,45 @@ def test_kill_9_during_active_commit(tmp_path: Path) -> None:
         assert raw_content(images[-1], directory / "after.raw") == before, round_number
 
 
-def test_a_smaller_base_is_refused(qjobd_socket: Path, tmp_path: Path) -> None:
-    """QEMU would grow the base; qjobd says it cannot yet, and changes nothing."""
-    base = make_qcow2(tmp_path / "base.qcow2", MiB)
-    mid = make_qcow2(tmp_path / "mid.qcow2", 2 * MiB, backing=base)
-    top = make_qcow2(tmp_path / "top.qcow2", 2 * MiB, backing=mid)
-    before = [image.read_bytes() for image in (base, mid, top)]
+def test_a_smaller_base_grows(qjobd_socket: Path, tmp_path: Path) -> None:
+    """As QEMU does: the base grows to the top's size before the copy (intermediate
+    commit into a raw base, active commit into a qcow2 base), and the result is what
+    qemu-img commit gives."""
+    raw_base = tmp_path / "base.raw"
+    raw_base.write_bytes(bytes([5]) * MiB)
+    mid = make_qcow2(tmp_path / "mid.qcow2", 3 * MiB, backing=raw_base, backing_fmt="raw")
+    qemu_io(mid, "write -P 6 2M 512k")
+    top = make_qcow2(tmp_path / "top.qcow2", 3 * MiB, backing=mid)
+    small = make_qcow2(tmp_path / "small.qcow2", MiB)
+    qemu_io(small, "write -P 7 0 512k")
+    over = make_qcow2(tmp_path / "over.qcow2", 5 * MiB, backing=small)
+    qemu_io(over, "write -P 8 4M 64k", f"write -P 9 {MiB - 4096} 8192")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    for image in (raw_base, mid, top, small, over):
+        shutil.copy(image, theirs / image.name)
+    run("qemu-img", "rebase", "-u", "-b", str(theirs / "base.raw"), "-F", "raw",
+        str(theirs / "mid.qcow2"))
+    run("qemu-img", "rebase", "-u", "-b", str(theirs / "small.qcow2"), "-F", "qcow2",
+        str(theirs / "over.qcow2"))
+    run("qemu-img", "commit", "-q", str(theirs / "mid.qcow2"))
+    run("qemu-img", "commit", "-q", str(theirs / "over.qcow2"))
     with Client(qjobd_socket) as c:
         c.ok("blockdev-add", qcow2_opts("top", top))
-        assert "cannot grow the base" in c.error(
-            "block-commit", {"job-id": "i", "device": "top", "top": str(mid)})
-        c.ok("block-commit", {"job-id": "a", "device": "top"})
+        c.ok("block-commit", {"job-id": "i", "device": "top", "top": str(mid)})
+        c.wait_status("i", "null")
+        c.ok("blockdev-add", qcow2_opts("over", over))
+        c.ok("block-commit", {"job-id": "a", "device": "over"})
+        c.wait_status("a", "ready")
+        c.ok("job-complete", {"id": "a"})
         c.wait_status("a", "null")
-        failed = [e for e in c.job_events("a") if e[0] == "BLOCK_JOB_COMPLETED"]
-        assert "cannot grow the base" in failed[0][1]["error"]
         assert c.ok("query-jobs") == []
-    assert [image.read_bytes() for image in (base, mid, top)] == before
+        completed = [e for e in c.events if e["event"] == "BLOCK_JOB_COMPLETED"]
+        assert len(completed) == 2
+        assert all("error" not in e["data"] for e in completed), completed
+    assert raw_base.stat().st_size == 3 * MiB
+    run("qemu-img", "compare", "-f", "raw", "-F", "raw", str(raw_base),
+        str(theirs / "base.raw"))
+    check(small)
+    assert info(small)["virtual-size"] == 5 * MiB
+    run("qemu-img", "compare", str(small), str(theirs / "small.qcow2"))

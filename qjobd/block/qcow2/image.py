@@ -553,6 +553,24 @@ class Qcow2Image:
                                 dropped=[(snapshot.l1_table_offset, entries),
                                          (self.header.l1_table_offset, self.l1)])
 
+    def grow(self, size: int) -> None:
+        """qcow2_co_truncate to a larger size: a bigger active L1 if the new size
+        needs one, and the new size, in one header switch."""
+        if size % 512:
+            raise QMPError("The new size must be a multiple of 512")
+        if self.header.version < 3 and self.snapshots:
+            raise QMPError("Can't resize a v2 image which has snapshots")
+        with self._lock:
+            self.write_back()
+            span = self.cluster_size << self.geometry.l2_bits
+            needed = -(-size // span)
+            active = array.array("Q", self.l1)
+            active.extend([0] * (needed - len(active)))
+            switch = shadow.plan(self._layout(), active=active, snapshots=self.snapshots,
+                                 dropped=[(self.header.l1_table_offset, self.l1)])
+            switch.size = size
+            self._perform(switch)
+
     def _snapshot_l1(self, snapshot: snap.Snapshot) -> array.array[int]:
         hdr.validate_table(snapshot.l1_table_offset, snapshot.l1_size, 8, hdr.MAX_L1_BYTES,
                            "Snapshot L1 table", self.cluster_size)
@@ -576,7 +594,8 @@ class Qcow2Image:
         """The tables as they are on disk (callers wrote everything back)."""
         header = self.header
         return shadow.Layout(
-            geometry=self.geometry, l1=self.l1, l1_offset=header.l1_table_offset,
+            geometry=self.geometry, size=header.size, crypt_method=header.crypt_method,
+            l1=self.l1, l1_offset=header.l1_table_offset,
             snapshots=self.snapshots,
             snapshot_table=(header.snapshots_offset,
                             self._snapshot_table_bytes if header.nb_snapshots else 0),

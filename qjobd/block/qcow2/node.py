@@ -107,6 +107,9 @@ class Qcow2Node(BlockNode):
     def _reopen(self, read_only: bool) -> None:
         self.image.set_writable(not read_only)
 
+    def _grow(self, size: int) -> None:
+        self.image.grow(size)
+
     def change_backing_file(self, name: str | None, fmt: str | None) -> None:
         """Name a new backing file in the image (after stream or commit)."""
         self.image.set_backing_file(name, fmt)

@@ -39,10 +39,11 @@ from qjobd.block.qcow2.tables import COMPRESSED, COPIED, OFFSET_MASK, Geometry, 
 
 __all__ = ["HEADER_POINTERS", "Layout", "Switch", "plan"]
 
-#: The header fields a switch rewrites, from byte 36: l1_size, l1_table_offset,
-#: refcount_table_offset, refcount_table_clusters, nb_snapshots, snapshots_offset.
-HEADER_POINTERS: Final = struct.Struct(">IQQIIQ")
-HEADER_POINTERS_OFFSET: Final = 36
+#: The header fields a switch rewrites, from byte 24: size, crypt_method, l1_size,
+#: l1_table_offset, refcount_table_offset, refcount_table_clusters, nb_snapshots,
+#: snapshots_offset (48 bytes, all in the first sector).
+HEADER_POINTERS: Final = struct.Struct(">QIIQQIIQ")
+HEADER_POINTERS_OFFSET: Final = 24
 
 
 @attrs.define
@@ -50,6 +51,9 @@ class Layout:
     """The image's tables as they are on disk now (everything written back)."""
 
     geometry: Geometry
+    #: The virtual size and crypt_method header fields (rewritten as they are).
+    size: int
+    crypt_method: int
     l1: array.array[int]
     l1_offset: int
     snapshots: list[Snapshot]
@@ -72,9 +76,12 @@ class Switch:
     refcount_table_clusters: int
     snapshots: list[Snapshot]
     snapshots_offset: int
+    size: int
+    crypt_method: int
 
     def header_pointers(self) -> bytes:
-        return HEADER_POINTERS.pack(len(self.l1), self.l1_offset,
+        return HEADER_POINTERS.pack(self.size, self.crypt_method, len(self.l1),
+                                    self.l1_offset,
                                     self.refcount_table_offset,
                                     self.refcount_table_clusters, len(self.snapshots),
                                     self.snapshots_offset)
@@ -230,7 +237,8 @@ def _plan_with(planner: _Planner, *, active: Iterable[int], snapshots: list[Snap
     return Switch(writes=planner.writes, l1=new_l1, l1_offset=l1_offset,
                   refcount_table_offset=reftable_offset,
                   refcount_table_clusters=reftable_clusters, snapshots=snapshots,
-                  snapshots_offset=snapshots_offset)
+                  snapshots_offset=snapshots_offset, size=layout.size,
+                  crypt_method=layout.crypt_method)
 
 
 def _active_tables(planner: _Planner, sources: list[int]) -> array.array[int]:
