@@ -110,3 +110,28 @@ def assert_not_corrupt(*images: Path) -> None:
     """After a crash: leaked clusters are allowed, corruption never."""
     for image in images:
         assert check_status(image) in (0, 3), image
+
+
+def snapshot_listing(image: Path) -> list[tuple[str, str]]:
+    """(id, name) of each internal snapshot, as ``qemu-img snapshot -l`` lists them."""
+    out = run("qemu-img", "snapshot", "-l", "-U", str(image))
+    return [(fields[0], fields[1]) for fields in
+            (line.split() for line in out.splitlines()[2:]) if fields]
+
+
+def assert_same_snapshots(ours: Path, theirs: Path, scratch: Path) -> None:
+    """``ours`` passes qemu-img check without a leak, and reads as ``theirs`` does in
+    the active layer and in every snapshot, which both list alike."""
+    report = check(ours)
+    assert report.get("leaks", 0) == 0, report
+    run("qemu-img", "compare", str(ours), str(theirs))
+    listing = snapshot_listing(ours)
+    assert listing == snapshot_listing(theirs)
+    for _, name in listing:
+        views = []
+        for side, image in (("ours", ours), ("theirs", theirs)):
+            view = scratch / f"{side}-{image.stem}-{name}.raw"
+            run("qemu-img", "convert", "-l", f"snapshot.name={name}", "-O", "raw",
+                str(image), str(view))
+            views.append(view)
+        run("qemu-img", "compare", "-f", "raw", "-F", "raw", str(views[0]), str(views[1]))

@@ -18,12 +18,19 @@ import pytest
 from helpers.client import Client
 from helpers.daemons import kill_9_after
 from helpers.images import MiB
-from helpers.qcow2 import check, check_status, make_qcow2, qcow2_opts, qemu_io, run
+from helpers.qcow2 import (
+    check,
+    check_status,
+    make_qcow2,
+    qcow2_opts,
+    qemu_io,
+    run,
+    snapshot_listing,
+)
 
 
 def names(image: Path) -> list[str]:
-    out = run("qemu-img", "snapshot", "-l", "-U", str(image))
-    return [line.split()[1] for line in out.splitlines()[2:] if line.strip()]
+    return [name for _, name in snapshot_listing(image)]
 
 
 def disks(directory: Path, count: int = 2) -> list[Path]:

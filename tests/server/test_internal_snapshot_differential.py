@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from helpers.client import Transcript
 from helpers.daemons import on_both_daemons, qsd_available
 from helpers.images import MiB
 from helpers.nodes import file_opts
-from helpers.qcow2 import check, make_qcow2, qcow2_opts, qemu_io, run
+from helpers.qcow2 import assert_same_snapshots, make_qcow2, qcow2_opts, qemu_io, run
 
 pytestmark = pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon not installed")
 
@@ -50,22 +51,28 @@ def images(directory: Path) -> dict[str, Path]:
     return {"main": main, "frozen": frozen, "raw": raw}
 
 
-def same_snapshots(ours: Path, theirs: Path, out: Path) -> None:
-    report = check(ours)
-    assert report.get("leaks", 0) == 0, report
-    listing = [line.split()[:2] for line in
-               run("qemu-img", "snapshot", "-l", str(ours)).splitlines()[2:]]
-    assert listing == [line.split()[:2] for line in
-                       run("qemu-img", "snapshot", "-l", str(theirs)).splitlines()[2:]]
-    run("qemu-img", "compare", str(ours), str(theirs))
-    for _, name in listing:
-        views = []
-        for image in (ours, theirs):
-            view = out / f"{image.parent.name}-{image.stem}-{name}.raw"
-            run("qemu-img", "convert", "-l", f"snapshot.name={name}", "-O", "raw",
-                str(image), str(view))
-            views.append(view)
-        run("qemu-img", "compare", "-f", "raw", "-F", "raw", str(views[0]), str(views[1]))
+def transcripts(tmp_path: Path, source: Path, steps: list[Step],
+                keep: Callable[[Transcript], list[str]] | None = None) -> list[str]:
+    """The masked transcripts of ``steps`` on both daemons, each in a copy of the
+    files in ``source`` (asserted equal); ``keep`` may add steps and pick lines."""
+    runs = tmp_path / "runs"
+    runs.mkdir()
+
+    def run_steps(socket: Path, workdir: Path) -> list[str]:
+        for path in source.iterdir():
+            shutil.copy(path, workdir / path.name)
+        log = Transcript(socket, workdir)
+        try:
+            for execute, arguments in steps:
+                log.raw(execute, _in(workdir, arguments))
+            lines = keep(log) if keep is not None else log.lines
+        finally:
+            log.close()
+        return masked(lines)
+
+    theirs, ours = on_both_daemons(runs, run_steps)
+    assert ours == theirs
+    return ours
 
 
 def test_take_list_and_delete(tmp_path: Path) -> None:
@@ -107,24 +114,11 @@ def test_take_list_and_delete(tmp_path: Path) -> None:
         ("query-named-block-nodes", None),
         ("blockdev-del", {"node-name": "q"}),
     ]
-    runs = tmp_path / "runs"
-    runs.mkdir()
-
-    def run_steps(socket: Path, workdir: Path) -> list[str]:
-        for path in source.iterdir():
-            shutil.copy(path, workdir / path.name)
-        log = Transcript(socket, workdir)
-        try:
-            for execute, arguments in steps:
-                log.raw(execute, _in(workdir, arguments))
-        finally:
-            log.close()
-        return masked(log.lines)
-
-    theirs, ours = on_both_daemons(runs, run_steps)
-    assert ours == theirs
+    ours = transcripts(tmp_path, source, steps)
     assert '"name": "s3"' in "\n".join(ours)
-    same_snapshots(runs / "qjobd" / "main.qcow2", runs / "qsd" / "main.qcow2", tmp_path)
+    runs = tmp_path / "runs"
+    assert_same_snapshots(runs / "qjobd" / "main.qcow2", runs / "qsd" / "main.qcow2",
+                          tmp_path)
 
 
 def test_nodes_a_job_uses(tmp_path: Path) -> None:
@@ -145,29 +139,17 @@ def test_nodes_a_job_uses(tmp_path: Path) -> None:
         ("blockdev-snapshot-internal-sync", {"device": "t", "name": "during"}),
         ("blockdev-snapshot-delete-internal-sync", {"device": "t", "name": "x"}),
     ]
-    runs = tmp_path / "runs"
-    runs.mkdir()
 
-    def run_steps(socket: Path, workdir: Path) -> list[str]:
-        for path in source.iterdir():
-            shutil.copy(path, workdir / path.name)
-        log = Transcript(socket, workdir)
-        try:
-            for execute, arguments in steps:
-                log.raw(execute, _in(workdir, arguments))
-            mark = log.mark()
-            log.quiet("block-job-cancel", {"device": "bk", "force": True})
-            log.wait(lambda event: event.get("data", {}).get("status") == "concluded",
-                     after=mark)
-            log.quiet("job-dismiss", {"id": "bk"})
-            log.raw("blockdev-snapshot-delete-internal-sync", {"device": "q", "name": "before"})
-            replies = [line for line in log.lines if line.startswith(('< {"return"', '< {"error"'))]
-        finally:
-            log.close()
-        return masked(replies)
+    def cancel_and_replies(log: Transcript) -> list[str]:
+        mark = log.mark()
+        log.quiet("block-job-cancel", {"device": "bk", "force": True})
+        log.wait(lambda event: event.get("data", {}).get("status") == "concluded",
+                 after=mark)
+        log.quiet("job-dismiss", {"id": "bk"})
+        log.raw("blockdev-snapshot-delete-internal-sync", {"device": "q", "name": "before"})
+        return [line for line in log.lines if line.startswith(('< {"return"', '< {"error"'))]
 
-    theirs, ours = on_both_daemons(runs, run_steps)
-    assert ours == theirs
+    ours = transcripts(tmp_path, source, steps, cancel_and_replies)
     assert sum("Need a root block node" in line for line in ours) == 4
 
 
@@ -200,21 +182,9 @@ def test_dirty_image_opened_for_writing(tmp_path: Path) -> None:
         ("query-named-block-nodes", {"flat": True}),
         ("blockdev-del", {"node-name": "q"}),
     ]
-    runs = tmp_path / "runs"
-    runs.mkdir()
-
-    def run_steps(socket: Path, workdir: Path) -> list[str]:
-        shutil.copy(image, workdir / image.name)
-        log = Transcript(socket, workdir)
-        try:
-            for execute, arguments in steps:
-                log.raw(execute, _in(workdir, arguments))
-        finally:
-            log.close()
-        return masked(log.lines)
-
-    theirs, ours = on_both_daemons(runs, run_steps)
-    assert ours == theirs
+    ours = transcripts(tmp_path, source, steps)
     assert '"dirty-flag": true' in ours[3]
     assert '"dirty-flag": true' not in ours[9]
-    same_snapshots(runs / "qjobd" / "dirty.qcow2", runs / "qsd" / "dirty.qcow2", tmp_path)
+    runs = tmp_path / "runs"
+    assert_same_snapshots(runs / "qjobd" / "dirty.qcow2", runs / "qsd" / "dirty.qcow2",
+                          tmp_path)
