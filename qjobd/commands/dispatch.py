@@ -22,6 +22,7 @@ from qjobd.commands import (  # noqa: F401  (imported to register their handlers
     introspect,
     job,
     mirror,
+    snapshot,
     stream,
     transaction,
 )

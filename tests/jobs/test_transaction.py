@@ -78,8 +78,9 @@ def test_argument_errors(qjobd_socket: Path) -> None:
         assert c.error("transaction", {"actions": [{"type": "abort"}]}) == (
             "Parameter 'actions[0].data' is missing")
         # Kinds qjobd does not perform.
-        assert c.error("transaction", {"actions": [{"type": "blockdev-snapshot"}]}) == (
-            "Transaction action 'blockdev-snapshot' is not supported by qjobd")
+        assert c.error("transaction", {"actions": [
+            {"type": "blockdev-snapshot-internal-sync"}]}) == (
+            "Transaction action 'blockdev-snapshot-internal-sync' is not supported by qjobd")
         assert c.error("transaction", {"actions": [
             {"type": "block-dirty-bitmap-add"}], "properties": GROUPED}) == (
             "Transaction action 'block-dirty-bitmap-add' is not supported by qjobd")
