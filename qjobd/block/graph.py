@@ -557,11 +557,20 @@ class BlockGraph:
         them would make a loop (should_update_child).  ``overlay`` must have no
         backing child.  Returns the moved edges for :meth:`undo_append`; raises
         QMPError and changes nothing when a cycle or permission conflict forbids it.
+
+        An overlay on a host file that ``node``'s subtree already uses would write
+        into the data it is to preserve; QEMU's file locks stop that, qjobd has
+        none and refuses it here, as it refuses looping backing files.
         """
         assert overlay.backing is None
         if _reaches(node, overlay):
             raise QMPError(f"Making '{node.node_name}' a backing child of "
                            f"'{overlay.node_name}' would create a cycle")
+        identity = overlay.file_identity()
+        if identity is not None and any(below.file_identity() == identity
+                                        for below in _subtree(node)):
+            raise QMPError(f"Node '{overlay.node_name}' is on an image file of "
+                           f"'{node.node_name}' and cannot be its overlay")
         inside = frozenset(edge for below in _subtree(overlay) for edge in below.child_edges)
         for edge in node.parents:
             parent = edge.parent

@@ -73,6 +73,13 @@ def test_cycles_are_refused(graph: BlockGraph, images: tuple[Path, Path]) -> Non
     assert base.parents == []
     assert top.backing is None
     assert wrapped.parents == []
+    # Another node on the node's own file would overwrite what it must keep.
+    again = graph.add(qcow2_opts("again", base_path, backing=None))
+    with pytest.raises(QMPError) as error:
+        graph.append(again, base)
+    assert error.value.desc == (
+        "Node 'again' is on an image file of 'base' and cannot be its overlay")
+    assert again.backing is None
 
 
 def test_links_a_driver_keeps_for_itself_stay(graph: BlockGraph,

@@ -238,8 +238,17 @@ def test_refusals_change_nothing(qjobd_socket: Path, tmp_path: Path) -> None:
             "node-name": "f", "snapshot-file": str(tmp_path / "f.over"),
             "snapshot-node-name": "fo"}) == (
             "Cannot put an overlay under the 'file' link of node 'q' (not supported by qjobd)")
+        # No file locks in qjobd: an overlay on the node's own image is refused.
+        c.ok("blockdev-add", {"driver": "raw", "node-name": "disk", "file": "img"})
+        before = c.ok("query-named-block-nodes")
+        assert c.error("blockdev-snapshot-sync", {
+            "node-name": "img", "snapshot-file": str(base), "mode": "existing",
+            "snapshot-node-name": "again"}) == (
+            "Node 'again' is on an image file of 'img' and cannot be its overlay")
         assert c.ok("query-named-block-nodes") == before
+        c.ok("quit")
     check(plain)
+    check(base)
 
 
 def test_snapshots_while_a_job_writes_to_the_disk_lose_nothing(
