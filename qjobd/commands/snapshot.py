@@ -23,6 +23,14 @@ node added with blockdev-add usually has no parent; snapshotting such a node lea
 the new image file and a read-only node, and no overlay node, in QSD and in qjobd
 alike.  To keep working on the overlay, add it with blockdev-add (``backing:
 null``) and use blockdev-snapshot.
+
+Where qjobd refuses what QSD 7.2 lets through: an overlay that is a running
+backup's source ("The overlay is already in use": qjobd's copy-before-write
+filter reads its source, QEMU's does not say so, and the backup would go on
+reading through the new backing file); a node that is a qcow2 node's ``file``
+child (that driver keeps its file node, see ``child_replaceable``); and an
+overlay on an image file of the node itself (QEMU's file locks stop it, qjobd has
+none).
 """
 
 from __future__ import annotations
