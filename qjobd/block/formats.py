@@ -196,6 +196,9 @@ class FormatRegistry:
             raise unsupported(fmt)
         if backing is not None and not image_format.supports_backing:
             raise QMPError(f"Backing file not supported for file format '{fmt}'")
+        if backing is not None and backing.filename == path:
+            raise QMPError("Error: Trying to create an image with the same filename as "
+                           "the backing file")
         if backing is None:
             image_format.create_image(path, size, None, None)
         else:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any, Final
 
 import attrs
@@ -184,14 +184,23 @@ class BlockGraph:
         return self._by_name.get(name)
 
     def lookup(self, name: str, *, node_name_only: bool = False) -> BlockNode:
-        """bdrv_lookup_bs(name, name): QSD has no device names, so only nodes.
+        """bdrv_lookup_bs(name, name), the usual way commands find a node.
 
         ``node_name_only`` is bdrv_lookup_bs(NULL, name), whose error names no device.
         """
-        node = self._by_name.get(name)
+        return self.lookup_device_or_node(None if node_name_only else name, name)
+
+    def lookup_device_or_node(self, device: str | None, node_name: str | None) -> BlockNode:
+        """bdrv_lookup_bs(device, node_name) with its error text.
+
+        QSD has no devices (BlockBackends with names), so ``device`` never finds
+        anything and only ``node_name`` is looked up: a command given only a device
+        fails, as it does in QSD.
+        """
+        node = self._by_name.get(node_name) if node_name is not None else None
         if node is None:
-            device = "" if node_name_only else name
-            raise QMPError(f"Cannot find device='{device}' nor node-name='{name}'")
+            raise QMPError(f"Cannot find device='{device or ''}' nor "
+                           f"node-name='{node_name or ''}'")
         return node
 
     def __iter__(self) -> Iterator[BlockNode]:
@@ -537,6 +546,54 @@ class BlockGraph:
             if not old.node.parents and not old.node.monitor_owned:
                 self._release(old.node)
 
+    # Section: overlays (external snapshots)
+
+    def append(self, overlay: BlockNode, node: BlockNode) -> list[Edge]:
+        """bdrv_append: ``node`` becomes the backing file of ``overlay``, which takes
+        its place under every parent.
+
+        Jobs keep their own references to ``node`` (QEMU's stay_at_node children),
+        and links from inside ``overlay``'s subtree stay where they are, since moving
+        them would make a loop (should_update_child).  ``overlay`` must have no
+        backing child.  Returns the moved edges for :meth:`undo_append`; raises
+        QMPError and changes nothing when a cycle or permission conflict forbids it.
+
+        An overlay on a host file that ``node``'s subtree already uses would write
+        into the data it is to preserve; QEMU's file locks stop that, qjobd has
+        none and refuses it here, as it refuses looping backing files.
+        """
+        assert overlay.backing is None
+        if _reaches(node, overlay):
+            raise QMPError(f"Making '{node.node_name}' a backing child of "
+                           f"'{overlay.node_name}' would create a cycle")
+        identity = overlay.file_identity()
+        if identity is not None and any(below.file_identity() == identity
+                                        for below in _subtree(node)):
+            raise QMPError(f"Node '{overlay.node_name}' is on an image file of "
+                           f"'{node.node_name}' and cannot be its overlay")
+        inside = frozenset(edge for below in _subtree(overlay) for edge in below.child_edges)
+        for edge in node.parents:
+            parent = edge.parent
+            if (edge not in inside and parent is not None and edge.kind is not EdgeKind.JOB
+                    and not parent.child_replaceable(edge.name)):
+                raise QMPError(f"Cannot put an overlay under the '{edge.name}' link of "
+                               f"node '{parent.node_name}' (not supported by qjobd)")
+        backing = self.attach_child(overlay, node, "backing")
+        try:
+            return self._move_parents(node, overlay, exclude=inside | {backing})
+        except BaseException:
+            self._detach(backing)
+            raise
+
+    def undo_append(self, overlay: BlockNode, node: BlockNode, moved: list[Edge]) -> None:
+        """Undo :meth:`append` (an aborted transaction): the ``moved`` edges point at
+        ``node`` again and ``overlay`` has no backing child.  Neither node closes,
+        whoever else uses them."""
+        self._move_edges([edge for edge in moved if edge.node is overlay], overlay, node)
+        for edge in list(overlay.child_edges):
+            if edge.name == "backing" and edge.node is node:
+                self._detach(edge)
+
     # Section: job filters
 
     def insert_filter(self, format_name: str, child: BlockNode, *,
@@ -564,7 +621,7 @@ class BlockGraph:
             self._forget(node)
             raise
         try:
-            self._move_parents(child, node, exclude=edge)
+            self._move_parents(child, node, exclude=(edge,))
         except BaseException:
             self._detach(edge)
             self._forget(node)
@@ -574,7 +631,7 @@ class BlockGraph:
     def remove_filter(self, node: BlockNode) -> None:
         """Undo ``insert_filter``: parents go back to the filtered child."""
         child = node.child_edges[0].node
-        self._move_parents(node, child, exclude=None)
+        self._move_parents(node, child)
         self._release(node)
 
     def replace_node(self, old: BlockNode, new: BlockNode, *,
@@ -587,11 +644,18 @@ class BlockGraph:
         """
         if old is new:
             return
-        self._move_parents(old, new, exclude=keep)
+        self._move_parents(old, new, exclude=() if keep is None else (keep,))
 
-    def _move_parents(self, old: BlockNode, new: BlockNode, exclude: Edge | None) -> None:
+    def _move_parents(self, old: BlockNode, new: BlockNode,
+                      exclude: Collection[Edge] = ()) -> list[Edge]:
+        """Every parent edge of ``old`` but jobs' (and ``exclude``) now points at
+        ``new``; the moved edges, or QMPError and nothing moved."""
         moved = [e for e in old.parents
-                 if e is not exclude and e.kind is not EdgeKind.JOB]
+                 if e not in exclude and e.kind is not EdgeKind.JOB]
+        self._move_edges(moved, old, new)
+        return moved
+
+    def _move_edges(self, moved: list[Edge], old: BlockNode, new: BlockNode) -> None:
         for edge in reversed(moved):
             old.parents.remove(edge)
             edge.node = new
@@ -600,10 +664,11 @@ class BlockGraph:
             self._refresh(new, [])
             self._refresh(old, [])
         except BaseException:
-            for edge in moved:
+            for edge in reversed(moved):
                 new.parents.remove(edge)
                 edge.node = old
                 old.parents.insert(0, edge)
+            self._refresh(new, [])
             self._refresh(old, [])
             raise
         for edge in moved:
@@ -613,6 +678,24 @@ class BlockGraph:
                 blocker.release()
                 self._backing_blockers[edge] = self.block_ops(
                     new, blocker.reason, BACKING_EXEMPT_OPS)
+
+
+def _subtree(node: BlockNode) -> Iterator[BlockNode]:
+    """``node`` and every node below it, each once."""
+    seen: set[int] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        pending.extend(edge.node for edge in current.child_edges)
+
+
+def _reaches(top: BlockNode, node: BlockNode) -> bool:
+    """bdrv_recurse_has_child: ``node`` is ``top`` or anywhere below it."""
+    return any(below is node for below in _subtree(top))
 
 
 def _ref_filename(ref: dict[str, Any]) -> str | None:

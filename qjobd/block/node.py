@@ -696,6 +696,15 @@ class BlockNode:
             nshared = PERM_ALL
         return nperm, nshared
 
+    def child_replaceable(self, name: str) -> bool:
+        """Whether the child edge ``name`` may be pointed at another node while open.
+
+        Drivers that look their children up for every request follow such a move
+        (bdrv_replace_node); one that keeps a child's node for itself says no, and
+        the graph then refuses to put an overlay there.
+        """
+        return True
+
     def reopen(self, read_only: bool) -> None:
         """bdrv_reopen_set_read_only for this node and the children that inherit
         its options (not monitor-owned ones); raises QMPError and changes nothing

@@ -19,10 +19,11 @@ from qjobd.commands import (  # noqa: F401  (imported to register their handlers
     commit,
     control,
     create,
+    external_snapshot,
+    internal_snapshot,
     introspect,
     job,
     mirror,
-    snapshot,
     stream,
     transaction,
 )

@@ -1,13 +1,15 @@
 """Handler of schema/transaction.json: ``transaction``.
 
 Every action is prepared first (its checks, graph changes and job, created but not
-started), in order; only when all are prepared do the jobs start.  If one fails to
-prepare, the jobs already created are cancelled newest first and the failure is the
-reply (see :mod:`qjobd.commands.actions`).  With ``completion-mode`` grouped
-the jobs share one Transaction and complete or fail together.
+started), in order; only when all are prepared are they committed (the jobs start,
+snapshots make their nodes read-only).  If one fails to prepare, the actions
+already prepared are aborted newest first (jobs cancelled, snapshots undone) and the
+failure is the reply (see :mod:`qjobd.commands.actions`).  With ``completion-mode``
+grouped the jobs share one Transaction and complete or fail together.
 
-qjobd performs the actions ``blockdev-backup``, ``drive-backup`` and ``abort``.  The
-other kinds QEMU has (snapshots, dirty bitmaps) fail, when their turn comes, with an
+qjobd performs the actions ``blockdev-backup``, ``drive-backup``,
+``blockdev-snapshot-sync``, ``blockdev-snapshot``, ``blockdev-snapshot-internal-sync``
+and ``abort``.  The other kinds QEMU has (dirty bitmaps) fail, when their turn comes, with an
 error saying that qjobd does not perform them.
 
 One difference from qemu-storage-daemon 7.2: when a grouped transaction has created
@@ -22,6 +24,11 @@ from typing import Any
 from qjobd.commands.actions import Action, perform
 from qjobd.commands.backup import prepare_blockdev_backup, prepare_drive_backup
 from qjobd.commands.context import CommandContext
+from qjobd.commands.external_snapshot import (
+    prepare_blockdev_snapshot,
+    prepare_blockdev_snapshot_sync,
+)
+from qjobd.commands.internal_snapshot import prepare_internal_snapshot
 from qjobd.commands.registry import handler
 from qjobd.errors import QMPError
 from qjobd.jobs.job import Job
@@ -45,6 +52,12 @@ def _action(context: CommandContext, action: Any) -> Action:
         return prepare_blockdev_backup(context, action.u.data)
     if kind == "drive-backup":
         return prepare_drive_backup(context, action.u.data)
+    if kind == "blockdev-snapshot-sync":
+        return prepare_blockdev_snapshot_sync(context, action.u.data)
+    if kind == "blockdev-snapshot":
+        return prepare_blockdev_snapshot(context, action.u.data)
+    if kind == "blockdev-snapshot-internal-sync":
+        return prepare_internal_snapshot(context, action.u.data)
     if kind == "abort":
         return _abort
     return _unsupported(kind)

@@ -111,6 +111,20 @@ def test_take_list_and_delete(tmp_path: Path) -> None:
         (drop, {"device": "q", "id": "2"}),
         (drop, {"device": "q", "id": "1", "name": "s1"}),
         (take, {"device": "q", "name": "s4"}),
+        ("transaction", {"actions": [
+            {"type": take, "data": {"device": "q", "name": "t1"}},
+            {"type": "abort", "data": {}}]}),
+        ("transaction", {"actions": [
+            {"type": take, "data": {"device": "q", "name": "t1"}},
+            {"type": take, "data": {"device": "q", "name": "t1"}}]}),
+        ("transaction", {"actions": [{"type": take, "data": {"device": "q", "name": "t2"}}],
+                         "properties": {"completion-mode": "grouped"}}),
+        ("transaction", {"actions": [
+            {"type": take, "data": {"device": "q", "name": "t3"}},
+            {"type": "blockdev-snapshot-sync", "data": {
+                "node-name": "q", "snapshot-file": "/tmp/X/over.qcow2",
+                "snapshot-node-name": "over"}},
+            {"type": take, "data": {"device": "q", "name": "t4"}}]}),
         ("query-named-block-nodes", None),
         ("blockdev-del", {"node-name": "q"}),
     ]

@@ -528,12 +528,13 @@ class Qcow2Image:
                              l1_size=len(self.l1), disk_size=self.size)
             self._switch_tables(active=self.l1, snapshots=[*self.snapshots, entry],
                                 dropped=[])
-            return entry
+            return self.snapshots[-1]
 
     def load_snapshot(self, snapshot: snap.Snapshot) -> None:
         """Make the image read as it did when ``snapshot`` was taken (the active
         tables are replaced by the snapshot's; the snapshot stays)."""
         with self._lock:
+            snapshot = self._current(snapshot)
             entries = self._snapshot_l1(snapshot)
             if snapshot.disk_size != self.size:
                 raise OSError(errno.ENOTSUP, "qjobd does not load a snapshot whose disk "
@@ -546,6 +547,7 @@ class Qcow2Image:
     def delete_snapshot(self, snapshot: snap.Snapshot) -> None:
         """Remove ``snapshot``; clusters only it used are freed."""
         with self._lock:
+            snapshot = self._current(snapshot)
             entries = self._snapshot_l1(snapshot)
             self.write_back()
             kept = [other for other in self.snapshots if other is not snapshot]
@@ -570,6 +572,15 @@ class Qcow2Image:
                                  dropped=[(self.header.l1_table_offset, self.l1)])
             switch.size = size
             self._perform(switch)
+
+    def _current(self, snapshot: snap.Snapshot) -> snap.Snapshot:
+        """The entry of the table now that stands for ``snapshot`` (the table is read
+        again after every switch, so callers may hold an older copy)."""
+        for entry in self.snapshots:
+            if (entry.id, entry.name, entry.l1_table_offset) == (
+                    snapshot.id, snapshot.name, snapshot.l1_table_offset):
+                return entry
+        raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
 
     def _snapshot_l1(self, snapshot: snap.Snapshot) -> array.array[int]:
         hdr.validate_table(snapshot.l1_table_offset, snapshot.l1_size, 8, hdr.MAX_L1_BYTES,

@@ -115,6 +115,10 @@ class Qcow2Node(BlockNode):
         self.image.set_backing_file(name, fmt)
         self.auto_backing_file = name or ""
 
+    def child_replaceable(self, name: str) -> bool:
+        """The image keeps its file node for all its I/O, so "file" stays put."""
+        return name != "file"
+
     # Section: permissions
 
     def child_perm(self, edge: Edge, perm: Perm, shared: Perm) -> tuple[Perm, Perm]:

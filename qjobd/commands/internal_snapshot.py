@@ -1,10 +1,11 @@
 """Handlers of schema/snapshot.json: internal snapshots, one image or several.
 
 ``blockdev-snapshot-internal-sync`` and ``blockdev-snapshot-delete-internal-sync``
-answer as qemu-storage-daemon 7.2 does, check for check; the first is also a
-``transaction`` action (:func:`prepare_internal_snapshot`), undone when a later
-action fails.  ``snapshot-save``, ``snapshot-load`` and ``snapshot-delete`` are
-QEMU's migration jobs, which QSD lacks; their checks and messages are QEMU's, see
+answer as qemu-storage-daemon 7.2 does, check for check; the first is, as in QEMU,
+a transaction of one action (:func:`prepare_internal_snapshot`), which the
+``transaction`` command also runs: abort deletes the snapshot again.
+``snapshot-save``, ``snapshot-load`` and ``snapshot-delete`` are QEMU's migration
+jobs, which QSD lacks; their checks and messages are QEMU's, see
 :mod:`qjobd.block.internal_snapshots` for where qjobd differs.
 """
 
@@ -14,10 +15,9 @@ import functools
 import logging
 from typing import Any
 
-import attrs
-
 from qjobd.block import internal_snapshots as snapshots
 from qjobd.block.node import BlockNode, SnapshotEntry
+from qjobd.commands.actions import Action, Prepared, perform, refuse_grouped
 from qjobd.commands.context import CommandContext
 from qjobd.commands.registry import handler
 from qjobd.errors import QMPError
@@ -27,6 +27,7 @@ from qjobd.jobdrivers.snapshot import (
     SnapshotSaveDriver,
 )
 from qjobd.jobs.job import JobDriver
+from qjobd.jobs.transaction import Transaction
 
 _log = logging.getLogger(__name__)
 
@@ -40,51 +41,47 @@ def _root_node(context: CommandContext, device: str) -> BlockNode:
     return node
 
 
-@attrs.define
-class InternalSnapshotTaken:
-    """A snapshot a transaction action took; :meth:`undo` deletes it again."""
+def prepare_internal_snapshot(context: CommandContext, data: Any) -> Action:
+    """internal_snapshot_prepare as a transaction action: every check in QEMU's
+    order, then the snapshot; abort deletes it again."""
 
-    node: BlockNode
-    snapshot: SnapshotEntry
-
-    def undo(self) -> None:
+    def prepare(txn: Transaction | None) -> Prepared:
+        refuse_grouped("blockdev-snapshot-internal-sync", txn)
+        device, name = data.device, data.name
+        node = _root_node(context, device)
+        context.services.block.check_op(node, "internal-snapshot")
+        if node.read_only:
+            raise QMPError(f"Device '{device}' is read only")
+        if not snapshots.can_snapshot(node):
+            raise QMPError(f"Block format '{node.format_name}' used by device '{device}' "
+                           "does not support internal snapshots")
+        if not name:
+            raise QMPError("Name is empty")
+        if snapshots.find(node, None, name) is not None:
+            raise QMPError(f"Snapshot with name '{name}' already exists on device "
+                           f"'{device}'")
         try:
-            snapshots.delete(self.node, self.snapshot)
+            taken = snapshots.create(node, name)
         except OSError as error:
-            _log.error("Failed to delete snapshot with id '%s' and name '%s' on device "
-                       "'' in abort: %s", self.snapshot.id, self.snapshot.name,
-                       snapshots.reason(error))
+            raise QMPError(f"Failed to create snapshot '{name}' on device '{device}': "
+                           f"{snapshots.reason(error)}") from None
+        return Prepared(abort=functools.partial(_undo, node, taken))
+
+    return prepare
 
 
-def prepare_internal_snapshot(context: CommandContext, data: Any, *,
-                              grouped: bool = False) -> InternalSnapshotTaken:
-    """internal_snapshot_prepare: every check in QEMU's order, then the snapshot."""
-    if grouped:
-        raise QMPError("Action 'blockdev-snapshot-internal-sync' does not support "
-                       "Transaction property completion-mode = grouped")
-    device, name = data.device, data.name
-    node = _root_node(context, device)
-    context.services.block.check_op(node, "internal-snapshot")
-    if node.read_only:
-        raise QMPError(f"Device '{device}' is read only")
-    if not snapshots.can_snapshot(node):
-        raise QMPError(f"Block format '{node.format_name}' used by device '{device}' "
-                       "does not support internal snapshots")
-    if not name:
-        raise QMPError("Name is empty")
-    if snapshots.find(node, None, name) is not None:
-        raise QMPError(f"Snapshot with name '{name}' already exists on device '{device}'")
+def _undo(node: BlockNode, taken: SnapshotEntry) -> None:
+    """internal_snapshot_abort: a failure is logged, never raised."""
     try:
-        taken = snapshots.create(node, name)
+        snapshots.delete(node, taken)
     except OSError as error:
-        raise QMPError(f"Failed to create snapshot '{name}' on device '{device}': "
-                       f"{snapshots.reason(error)}") from None
-    return InternalSnapshotTaken(node, taken)
+        _log.error("Failed to delete snapshot with id '%s' and name '%s' on device '' in "
+                   "abort: %s", taken.id, taken.name, snapshots.reason(error))
 
 
 @handler("blockdev-snapshot-internal-sync")
 async def blockdev_snapshot_internal_sync(context: CommandContext, arguments: Any) -> None:
-    prepare_internal_snapshot(context, arguments)
+    await perform(context, [prepare_internal_snapshot(context, arguments)], grouped=False)
 
 
 @handler("blockdev-snapshot-delete-internal-sync")
