@@ -377,3 +377,43 @@ def test_zero_writes_into_an_image_opened_without_its_backing_file(tmp_path: Pat
     assert content[:256 << 10] == bytes(256 << 10)
     assert content[256 << 10:] == b"\x03" * (MiB - (256 << 10))
 
+
+
+# Section: backing names that do not fit
+
+
+NAME_CASES = [(1023, 65536), (1024, 65536), (300, 512), (400, 512)]
+
+
+def create_exchange(socket: Path, directory: Path) -> list[str]:
+    """blockdev-create with backing names at and past what a header can hold."""
+    lines = []
+    with Client(socket) as c:
+        for index, (length, cluster) in enumerate(NAME_CASES):
+            path = directory / f"n{index}.qcow2"
+            path.write_bytes(b"")
+            c.ok("blockdev-add", {"driver": "file", "node-name": f"f{index}",
+                                  "filename": str(path)})
+            c.ok("blockdev-create", {"job-id": f"c{index}", "options": {
+                "driver": "qcow2", "file": f"f{index}", "size": MiB,
+                "cluster-size": cluster, "backing-file": "b" * length,
+                "backing-fmt": "raw"}})
+            c.wait_status(f"c{index}", "concluded")
+            lines.append(c.raw("query-jobs"))
+            c.ok("job-dismiss", {"id": f"c{index}"})
+    return lines
+
+
+@needs_qsd
+def test_backing_names_too_long_for_the_header_like_qsd(tmp_path: Path) -> None:
+    """QEMU creates the image, then fails to name the backing file: the job fails
+    and the image stays valid without one (never a header QEMU cannot open)."""
+    theirs, ours = on_both_daemons(tmp_path, create_exchange)
+    assert_same_lines(theirs, ours)
+    for index in range(len(NAME_CASES)):
+        mine = (tmp_path / "qjobd" / f"n{index}.qcow2").read_bytes()
+        expected = (tmp_path / "qsd" / f"n{index}.qcow2").read_bytes()
+        cluster = NAME_CASES[index][1]
+        assert mine[:cluster] == expected[:cluster], index  # the header, byte for byte
+        if "error" in theirs[index]:
+            check(tmp_path / "qjobd" / f"n{index}.qcow2")
