@@ -186,25 +186,33 @@ class ChunkMap:
 
     def restrict(self, ranges: list[tuple[int, int]]) -> None:
         """Copy only the clusters that ``ranges`` touch (block_copy_reset_unallocated):
-        the total shrinks to them, chunks without any are done."""
+        the total shrinks to them, chunks without any are done.
+
+        Slice operations only, so a 1 TiB map takes milliseconds.
+        """
         size = self.cluster_size
+        per_chunk = self.chunk_size // size
         clusters = bytearray(-(-self.length // size))
+        untouched = bytearray(b"\x01") * self.count
         for offset, length in ranges:
             first, end = offset // size, -(-(offset + length) // size)
             clusters[first:end] = b"\x01" * (end - first)
+            chunk, stop = first // per_chunk, -(-end // per_chunk)
+            untouched[chunk:stop] = bytes(stop - chunk)
         with self._cond:
-            # A chunk already copied (copy-before-write got there first) keeps
-            # counting what it counted.
-            for index in range(self.count):
-                if self._done[index] or self._busy[index]:
+            # A chunk being or already copied (copy-before-write got there first)
+            # keeps counting what it counted.
+            for flags in (self._done, self._busy):
+                index = flags.find(1)
+                while index >= 0:
                     first, end = self._cluster_span(index)
                     clusters[first:end] = b"\x01" * (end - first)
+                    untouched[index] = 0
+                    index = flags.find(1, index + 1)
             self._clusters = clusters
             self.total = clusters.count(1) * size
-            for index in range(self.count):
-                if not self._done[index] and not self._busy[index] and \
-                        not self.weight(index):
-                    self._done[index] = 1
+            done = int.from_bytes(self._done, "big") | int.from_bytes(untouched, "big")
+            self._done[:] = done.to_bytes(self.count, "big")
 
     def indices(self, offset: int, length: int) -> range:
         """The chunks a byte range touches."""
@@ -539,9 +547,12 @@ class BackupDriver(BlockJobDriver):
     async def _skip_unallocated(self, job: Job) -> None:
         """sync=top: only what the source's top image allocates is to be copied."""
         source = self.copier.source
-        ranges = await job.run_io(chain.allocated_ranges, source,
-                                  chain.backing_chain_next(source), self.chunks.length)
-        self.chunks.restrict(ranges)
+        base = chain.backing_chain_next(source)
+
+        def restrict() -> None:
+            self.chunks.restrict(chain.allocated_ranges(source, base, self.chunks.length))
+
+        await job.run_io(restrict)
         self._update_progress(job)
         job.progress_set_remaining(self.chunks.total - self.chunks.done_bytes)
 
