@@ -2,8 +2,9 @@
 
 A chain runs from a node down through filters and backing files
 (``filtered_or_backing``).  Stream and commit copy what the images between two
-points of a chain allocate; these helpers say where that is, as QEMU's
-bdrv_is_allocated_above and bdrv_find_backing_image do.
+points of a chain allocate, and ``sync: top`` backups and mirrors what the top
+image allocates; these helpers say where that is, as QEMU's
+bdrv_is_allocated_above, bdrv_backing_chain_next and bdrv_find_backing_image do.
 """
 
 from __future__ import annotations
@@ -12,7 +13,30 @@ import posixpath
 from collections.abc import Iterator
 
 from qjobd.block.copy import copy_chunk
+from qjobd.block.filter import FilterNode
 from qjobd.block.node import BlockNode
+
+
+def skip_filters(node: BlockNode) -> BlockNode:
+    """bdrv_skip_filters: the first node at or below ``node`` that is not a filter."""
+    while (below := node.filtered) is not None:
+        node = below
+    return node
+
+
+def skip_implicit_filters(node: BlockNode) -> BlockNode:
+    """bdrv_skip_implicit_filters: past the filters jobs inserted without a name the
+    client gave (they must not appear in a backing file name)."""
+    while isinstance(node, FilterNode) and node.generated_name and node.filtered:
+        node = node.filtered
+    return node
+
+
+def backing_chain_next(node: BlockNode) -> BlockNode | None:
+    """bdrv_backing_chain_next: the image below ``node``'s image, filters skipped
+    on both sides; None when it has no backing file (open)."""
+    backing = skip_filters(node).backing
+    return skip_filters(backing) if backing is not None else None
 
 
 def below(top: BlockNode, base: BlockNode | None) -> Iterator[BlockNode]:
@@ -77,6 +101,28 @@ def allocated_above(top: BlockNode, base: BlockNode | None, offset: int,
         count = min(count, here)
         node = node.filtered_or_backing
     return False, count
+
+
+def allocated_ranges(top: BlockNode, base: BlockNode | None,
+                     length: int) -> list[tuple[int, int]]:
+    """The ranges of ``[0, length)`` that a node from ``top`` down to (not including)
+    ``base`` allocates, merged, in order (blocking: it reads image metadata).
+
+    What a mirror marks dirty before its first pass (mirror_dirty_init), and what
+    a ``sync: top`` backup copies (base: the top image's backing file).
+    """
+    ranges: list[tuple[int, int]] = []
+    offset = 0
+    while offset < length:
+        allocated, count = allocated_above(top, base, offset, length - offset)
+        count = max(1, count)
+        if allocated:
+            if ranges and ranges[-1][0] + ranges[-1][1] == offset:
+                ranges[-1] = (ranges[-1][0], ranges[-1][1] + count)
+            else:
+                ranges.append((offset, count))
+        offset += count
+    return ranges
 
 
 def copy_allocated(source: BlockNode, chain_top: BlockNode | None, base: BlockNode | None,

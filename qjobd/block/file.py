@@ -220,6 +220,10 @@ class FileNode(BlockNode):
     def _do_flush(self) -> None:
         os.fdatasync(self.fd)
 
+    def zeroes_with_unmap(self) -> bool:
+        """Zeroes are punched holes (file-posix's supported_zero_flags)."""
+        return True
+
     def passthrough_fd(self) -> tuple[int, int] | None:
         if self.cache_direct or self.fd < 0 or self.detect_zeroes != "off":
             return None

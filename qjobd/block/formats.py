@@ -185,7 +185,9 @@ class FormatRegistry:
                      backing: BlockNode | None = None) -> None:
         """bdrv_img_create's checks in its order, then a new empty image (blocking).
 
-        ``backing``: the node the image must name as its backing file (sync=none).
+        ``backing``: the node the image names as its backing file, by its filename
+        (absolute, as QEMU's absolute-paths mode writes it) and its format: the
+        source for ``sync: none``, the source's backing file for ``sync: top``.
         """
         image_format = self._formats.get(fmt)
         if image_format is None or image_format.create_image is None:
@@ -194,15 +196,16 @@ class FormatRegistry:
             if fmt in NOT_CREATABLE:
                 raise QMPError(f"Format driver '{fmt}' does not support image creation")
             raise unsupported(fmt)
-        if backing is not None and not image_format.supports_backing:
-            raise QMPError(f"Backing file not supported for file format '{fmt}'")
-        if backing is not None and backing.filename == path:
-            raise QMPError("Error: Trying to create an image with the same filename as "
-                           "the backing file")
         if backing is None:
             image_format.create_image(path, size, None, None)
-        else:
-            image_format.create_image(path, size, backing.filename, backing.format_name)
+            return
+        if not image_format.supports_backing:
+            raise QMPError(f"Backing file not supported for file format '{fmt}'")
+        name = backing.filename
+        if name == path:
+            raise QMPError("Error: Trying to create an image with the same filename as "
+                           "the backing file")
+        image_format.create_image(path, size, name, backing.format_name)
 
     def open_options(self, fmt: str | None, path: str, **top: Any) -> dict[str, Any]:
         """The blockdev options that open the image at ``path`` (probed when ``fmt``

@@ -34,6 +34,7 @@ from qjobd.block.node import (
     PERM_ALL,
     PERM_NONE,
     BlockNode,
+    ChildOpener,
     CommonOptions,
     Edge,
     EdgeKind,
@@ -254,12 +255,16 @@ class BlockGraph:
         try:
             return self._open(options, None, context)
         except BaseException:
-            for edge in reversed(context.edges):
-                self._detach(edge)
-            for created in reversed(context.created):
-                self._forget(created)
-                created.close()
+            self._undo(context)
             raise
+
+    def _undo(self, context: _AddContext) -> None:
+        """Detach the edges and close the nodes a failed open made."""
+        for edge in reversed(context.edges):
+            self._detach(edge)
+        for created in reversed(context.created):
+            self._forget(created)
+            created.close()
 
     @staticmethod
     def _common(options: dict[str, Any], inherited: CommonOptions | None) -> CommonOptions:
@@ -300,12 +305,19 @@ class BlockGraph:
 
         self._assign_name(node, options.get("node-name"))
         context.created.append(node)
+        node.open(self._child_opener(node, common, context, early))
+        return node
+
+    def _child_opener(self, node: BlockNode, common: CommonOptions, context: _AddContext,
+                      early: dict[str, BlockNode] | None = None) -> ChildOpener:
+        """The ChildOpener a driver opens ``node``'s children with; ``early``: the
+        children opened before the node was named."""
 
         def open_child(key: str, ref: Any = None, /, *, backing: bool = False) -> BlockNode:
-            child = early.get(key) if ref is None else None
+            child = early.get(key) if early is not None and ref is None else None
             if child is None:
                 if ref is None:
-                    ref = options[key]
+                    ref = node.options[key]
                 if backing and not isinstance(ref, str):
                     child = self._open_backing(node, ref, common, context)
                 else:
@@ -316,8 +328,30 @@ class BlockGraph:
             context.edges.append(edge)
             return child
 
-        node.open(open_child)
-        return node
+        return open_child
+
+    def open_backing_file(self, node: BlockNode) -> None:
+        """bdrv_open_backing_file: give an image opened without its backing file
+        (``"backing": null``) the one its header names, all-or-nothing.
+
+        What a drive-mirror target in ``mode: existing`` gets when the job
+        completes.  Nothing happens when it has a backing file already or names
+        none.  Raises QMPError ("Could not open backing file: ...").
+        """
+        if node.backing is not None:
+            return
+        common = CommonOptions(
+            read_only=node.read_only, auto_read_only=node.auto_read_only,
+            force_share=node.force_share, cache_direct=node.cache_direct,
+            cache_no_flush=node.cache_no_flush, discard_unmap=node.discard_unmap,
+            detect_zeroes=node.detect_zeroes)
+        context = _AddContext()
+        try:
+            node.open_backing(self._child_opener(node, common, context))
+        except BaseException:
+            self._undo(context)
+            raise
+        node.options.pop("backing", None)  # no longer overridden (qdict_del)
 
     def _open_backing(self, node: BlockNode, ref: dict[str, Any], parent: CommonOptions,
                       context: _AddContext) -> BlockNode:
@@ -504,6 +538,17 @@ class BlockGraph:
                 changed.perm, changed.shared = old_perm, old_shared
             raise
 
+    def refresh_perms(self, node: BlockNode) -> None:
+        """bdrv_child_refresh_perms: what ``node`` needs of its children changed (a
+        job filter that stops); raises QMPError and changes nothing on conflict."""
+        changes: list[tuple[Edge, Perm, Perm]] = []
+        try:
+            self._refresh(node, changes)
+        except BaseException:
+            for changed, old_perm, old_shared in reversed(changes):
+                changed.perm, changed.shared = old_perm, old_shared
+            raise
+
     def _refresh(self, node: BlockNode, changes: list[tuple[Edge, Perm, Perm]]) -> None:
         """bdrv_parent_perms_conflict + bdrv_node_refresh_perm, down the subtree."""
         for a in node.parents:
@@ -639,8 +684,11 @@ class BlockGraph:
         """bdrv_replace_node: every user of ``old`` but jobs (and ``keep``) uses ``new``.
 
         What a mirror does when it completes: the nodes and backends above the source
-        read the copy from then on, while node names stay where they were.  Raises
-        QMPError (and changes nothing) when ``new`` cannot grant their permissions.
+        read the copy from then on, while node names stay where they were.  Users
+        that are ``new`` itself or lie below it keep ``old`` (should_update_child):
+        a ``sync: none`` target whose backing file is the source stays above it.
+        Raises QMPError (and changes nothing) when ``new`` cannot grant their
+        permissions.
         """
         if old is new:
             return
@@ -649,9 +697,13 @@ class BlockGraph:
     def _move_parents(self, old: BlockNode, new: BlockNode,
                       exclude: Collection[Edge] = ()) -> list[Edge]:
         """Every parent edge of ``old`` but jobs' (and ``exclude``) now points at
-        ``new``; the moved edges, or QMPError and nothing moved."""
+        ``new``; the moved edges, or QMPError and nothing moved.  Parents that are
+        ``new`` or lie below it keep ``old`` (should_update_child: moving them would
+        make a loop)."""
+        below_new = {id(node) for node in _subtree(new)}
         moved = [e for e in old.parents
-                 if e not in exclude and e.kind is not EdgeKind.JOB]
+                 if e not in exclude and e.kind is not EdgeKind.JOB
+                 and id(e.parent) not in below_new]
         self._move_edges(moved, old, new)
         return moved
 

@@ -508,6 +508,28 @@ class BlockNode:
             return filtered.allocated_here(offset, length)
         return True, length
 
+    def zeroes_with_unmap(self) -> bool:
+        """Whether the driver can make zeroes by deallocating (QEMU's
+        BDRV_REQ_MAY_UNMAP in supported_zero_flags); filters ask their child."""
+        filtered = self.filtered
+        return filtered.zeroes_with_unmap() if filtered is not None else False
+
+    def can_write_zeroes_with_unmap(self) -> bool:
+        """bdrv_can_write_zeroes_with_unmap: opened with discard=unmap, and the
+        driver deallocates for zeroes.  A mirror that must zero its target first
+        does so only then, and otherwise copies everything."""
+        return self.discard_unmap and self.zeroes_with_unmap()
+
+    @property
+    def names_backing(self) -> bool:
+        """Whether the image has a backing file, open or only named in its header
+        (formats with headers override this)."""
+        return self.backing is not None
+
+    def open_backing(self, open_child: ChildOpener) -> None:
+        """Open the backing file the image itself names, if any (formats without
+        backing files name none).  See :meth:`BlockGraph.open_backing_file`."""
+
     def flush(self) -> None:
         """Write back this node and its children, skipping clean nodes like QEMU.
 

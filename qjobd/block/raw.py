@@ -63,6 +63,10 @@ class RawNode(BlockNode):
         # raw_get_info asks the file child.
         return self.file._get_info()
 
+    def zeroes_with_unmap(self) -> bool:
+        # raw_open: the file child's zero flags.
+        return self.file.zeroes_with_unmap()
+
     def _length(self) -> int:
         if self.size is not None:
             return self.size

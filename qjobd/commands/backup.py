@@ -3,7 +3,10 @@
 Both are, as in QEMU, transactions of one action (:mod:`qjobd.commands.actions`):
 the ``prepare_*`` functions here are also the ``transaction`` command's backup
 actions.  drive-backup opens (and unless ``mode`` is ``existing`` first creates) its
-target as nodes nobody named; they close when the job ends.  Which formats it can
+target as nodes nobody named; they close when the job ends.  A new target of
+``sync: top`` names the source's backing file as its own (by absolute name), and
+the target opens with that chain; ``sync: none`` names the source itself, which
+becomes the target's backing node.  Which formats it can
 create and open is the format registry's business
 (:class:`qjobd.block.formats.FormatRegistry`).
 """
@@ -14,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from qjobd.block import BlockNode, chain
 from qjobd.commands.actions import Action, perform
 from qjobd.commands.arguments import block_job_options, value
 from qjobd.commands.context import CommandContext
@@ -75,13 +79,21 @@ def prepare_drive_backup(context: CommandContext, arguments: Any) -> Action:
             fmt = source.format_name
         graph.check_op(source, "backup-source")
         options = backup_options(context, arguments)
+        # What a new target names as its backing file: the source's own backing
+        # file for sync=top (without one, top is full), the source for sync=none.
+        backing: BlockNode | None = None
         if options.sync == "top":
-            options = attrs.evolve(options, sync="full")  # no backing files yet
+            backing = chain.skip_filters(source).backing
+            if backing is None:
+                options = attrs.evolve(options, sync="full")
+        if options.sync == "none":
+            backing = source
         path: str = arguments.target
         if mode != "existing":
             assert fmt is not None
-            services.formats.create_image(fmt, path, source.length(),
-                                          backing=source if options.sync == "none" else None)
+            services.formats.create_image(
+                fmt, path, source.length(),
+                backing=None if backing is None else chain.skip_implicit_filters(backing))
         # Zeroes the job writes become holes in the new target.
         top: dict[str, Any] = {"discard": "unmap", "detect-zeroes": "unmap"}
         if options.sync == "none" and services.formats.supports_backing(

@@ -15,7 +15,7 @@ from qjobd.commands.context import CommandContext
 from qjobd.commands.registry import handler
 from qjobd.errors import DeviceNotFound, QMPError
 from qjobd.jobdrivers.commit import CommitOptions, setup_commit
-from qjobd.jobdrivers.mirror import MirrorDriver, MirrorOptions, setup_mirror, skip_filters
+from qjobd.jobdrivers.mirror import MirrorDriver, MirrorOptions, setup_mirror
 
 
 def _root(graph: BlockGraph, device: str) -> BlockNode:
@@ -68,7 +68,7 @@ async def block_commit(context: CommandContext, arguments: Any) -> None:
         raise QMPError("cannot commit an image into itself")
     common = one_policy_options(context, arguments)
     perm, _ = top.cumulative_perms()
-    active = skip_filters(top) is skip_filters(device)
+    active = chain.skip_filters(top) is chain.skip_filters(device)
     if perm & Perm.WRITE or active:
         if arguments.backing_file is not None:
             if active:
@@ -87,7 +87,7 @@ async def block_commit(context: CommandContext, arguments: Any) -> None:
     overlay = chain.find_overlay(device, top)
     assert overlay is not None
     graph.check_op(overlay, "commit-target")
-    if skip_filters(top) is skip_filters(base):
+    if chain.skip_filters(top) is chain.skip_filters(base):
         raise QMPError("Invalid files for merge: top and base are the same")
     options = CommitOptions(common=common, device=device, top=top, base=base,
                             overlay=overlay, backing_file=arguments.backing_file,

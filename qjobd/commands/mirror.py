@@ -4,7 +4,10 @@ Both resolve their node names the way qemu-storage-daemon 7.2 does, then hand ov
 :func:`qjobd.jobdrivers.mirror.setup_mirror`, which makes the remaining checks in
 QEMU's order.  ``drive-mirror`` first creates (or, with ``mode=existing``, opens) its
 target image, as qmp_drive_mirror does: a file it created stays even when a later
-check fails, while the node it opened is closed again.
+check fails, while the node it opened is closed again.  For ``sync=top`` the new
+image names the source's backing file (by absolute name), for ``sync=none`` the
+source; either way the target opens without its backing file and gets it when the
+job ends (``mode=existing``: the one its header names).
 
 Which formats it can create and open is the format registry's business
 (:class:`qjobd.block.formats.FormatRegistry`).  ``unmap=false`` is accepted but
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from qjobd.block import BlockGraph, BlockNode
+from qjobd.block import BlockGraph, BlockNode, chain
 from qjobd.commands.arguments import block_job_options, value
 from qjobd.commands.context import CommandContext
 from qjobd.commands.registry import handler
@@ -63,8 +66,11 @@ async def blockdev_mirror(context: CommandContext, arguments: Any) -> None:
     graph = context.services.block
     source = root_node(graph, arguments.device)
     target = graph.lookup(arguments.target)
-    options = _mirror_options(context, arguments, source, target, value(arguments.sync),
-                              filter_node_name=arguments.filter_node_name)
+    sync = value(arguments.sync)
+    # Asked before top may turn into full (qmp_blockdev_mirror).
+    options = _mirror_options(context, arguments, source, target, sync,
+                              filter_node_name=arguments.filter_node_name,
+                              zero_target=sync == "full")
     await _start(context, setup_mirror(graph, context.services.jobs, options))
 
 
@@ -80,8 +86,13 @@ async def drive_mirror(context: CommandContext, arguments: Any) -> None:
     if fmt is None and mode != "existing":
         fmt = source.format_name
     sync = value(arguments.sync)
-    if sync == "top":
-        sync = "full"  # no backing chains in qjobd
+    # What the target is to have below it: the source's backing file for
+    # sync=top (without one, top is full), the source for sync=none.
+    target_backing = chain.skip_filters(source).backing
+    if target_backing is None and sync == "top":
+        sync = "full"
+    if sync == "none":
+        target_backing = source
     size = source.length()
     if arguments.replaces is not None and arguments.node_name is None:
         raise QMPError("a node-name must be provided when replacing a named node of the "
@@ -89,12 +100,25 @@ async def drive_mirror(context: CommandContext, arguments: Any) -> None:
     path = arguments.target
     if mode != "existing":
         assert fmt is not None
-        services.formats.create_image(fmt, path, size,
-                                      backing=source if sync == "none" else None)
-    top = {} if arguments.node_name is None else {"node-name": arguments.node_name}
+        backing = None if sync == "full" or target_backing is None \
+            else chain.skip_implicit_filters(target_backing)
+        services.formats.create_image(fmt, path, size, backing=backing)
+    # The target opens without its backing file (BDRV_O_NO_BACKING): the job
+    # copies what the target will not get from it, and attaches it at the end.
+    top: dict[str, Any] = {} if arguments.node_name is None else {
+        "node-name": arguments.node_name}
+    if source.discard_unmap:
+        top["discard"] = "unmap"  # the source's open flags are the target's
+    if fmt is None:
+        fmt = services.formats.probe(path)
+    if services.formats.supports_backing(fmt):
+        top["backing"] = None
     target = graph.open_implicit(services.formats.open_options(fmt, path, **top))
-    options = _mirror_options(context, arguments, source, target, sync,
-                              implicit_target=True)
+    options = _mirror_options(
+        context, arguments, source, target, sync, implicit_target=True,
+        backing_mode="source" if mode == "absolute-paths" else "open",
+        # A target qjobd just created reads as zeroes (bdrv_has_zero_init).
+        zero_target=sync == "full" and mode == "existing")
     try:
         job = setup_mirror(graph, services.jobs, options)
     except BaseException:

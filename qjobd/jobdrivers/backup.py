@@ -16,7 +16,11 @@ as QEMU's backup does:
 
 The data path (:class:`BackupDriver`): the source is split into 1 MiB chunks (QEMU's
 block-copy task size, so progress and error offsets come out as QSD's) tracked in a
-:class:`ChunkMap`.  A pass copies the chunks still dirty with
+:class:`ChunkMap`; progress counts whole backup clusters (64 KiB, or the target's
+larger cluster size, as block-copy's).  ``sync=top`` first limits the map to the
+clusters the source's top image allocates (data or zero clusters; what its backing
+chain holds is not copied, so a target backed by the same chain stays unallocated
+there), as QEMU's skip-unallocated pass does.  A pass copies the chunks still dirty with
 :func:`qjobd.block.copy_chunk` (copy_file_range, holes skipped or punched, so the
 target stays sparse), as many per worker-thread round trip as fit in a few
 milliseconds, or one at a time under a speed limit; between round trips the job
@@ -57,6 +61,7 @@ from qjobd.block import (
     CopyError,
     FilterNode,
     Perm,
+    chain,
     copy_chunk,
 )
 from qjobd.block.node import Edge
@@ -80,8 +85,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: QEMU's default block-copy cluster size for targets without a cluster size of their
-#: own (raw); progress is counted in whole clusters.
+#: QEMU's default block-copy cluster size, and its least: targets with larger
+#: clusters get theirs (block_copy_calculate_cluster_size); progress is counted in
+#: whole clusters.
 CLUSTER_SIZE: Final = 64 << 10
 #: One chunk: the unit of copying, progress, failure and cancellation.
 CHUNK_SIZE: Final = 1 << 20
@@ -111,21 +117,33 @@ def round_up(value: int, align: int) -> int:
     return (value + align - 1) // align * align
 
 
+def backup_cluster_size(target: BlockNode) -> int:
+    """block_copy_calculate_cluster_size: the target's cluster size, at least 64 KiB
+    (writing less than a target cluster would make the target copy on write)."""
+    info = target.get_info()
+    return max(CLUSTER_SIZE, info[0]) if info is not None else CLUSTER_SIZE
+
+
 class ChunkMap:
     """Which chunks of the source still have to reach the target; thread-safe.
 
     The job's worker threads and the filter's copy-before-write both copy through
-    :meth:`copy`, which claims a chunk so that it is copied exactly once.
+    :meth:`copy`, which claims a chunk so that it is copied exactly once.  After
+    :meth:`restrict` (``sync=top``) only some clusters of each chunk are copied.
     """
 
-    def __init__(self, length: int, chunk_size: int = CHUNK_SIZE) -> None:
+    def __init__(self, length: int, chunk_size: int = CHUNK_SIZE,
+                 cluster_size: int = CLUSTER_SIZE) -> None:
         self.length = length
         self.chunk_size = chunk_size
+        self.cluster_size = cluster_size
         self.count = (length + chunk_size - 1) // chunk_size
         #: Progress total: the length in whole clusters (QEMU's dirty-bitmap count).
-        self.total = round_up(length, CLUSTER_SIZE)
+        self.total = round_up(length, cluster_size)
         self._done = bytearray(self.count)
         self._busy = bytearray(self.count)
+        #: After restrict: one byte per cluster, 1 for those to copy.
+        self._clusters: bytearray | None = None
         self._cond = threading.Condition()
         #: Bytes (in clusters) of the chunks copied so far.
         self.done_bytes = 0
@@ -135,10 +153,66 @@ class ChunkMap:
         offset = index * self.chunk_size
         return offset, min(self.chunk_size, self.length - offset)
 
+    def _cluster_span(self, index: int) -> tuple[int, int]:
+        """[first, end) clusters of chunk ``index``."""
+        per_chunk = self.chunk_size // self.cluster_size
+        first = index * per_chunk
+        return first, min(first + per_chunk, -(-self.length // self.cluster_size))
+
     def weight(self, index: int) -> int:
         """What chunk ``index`` counts for in the progress (whole clusters)."""
+        if self._clusters is not None:
+            first, end = self._cluster_span(index)
+            return self._clusters.count(1, first, end) * self.cluster_size
         offset = index * self.chunk_size
         return min(self.chunk_size, self.total - offset)
+
+    def extents(self, index: int) -> list[tuple[int, int]]:
+        """The (offset, length) runs of chunk ``index`` to copy: the whole chunk, or
+        after :meth:`restrict` its runs of clusters to copy."""
+        if self._clusters is None:
+            return [self.extent(index)]
+        clusters = self._clusters
+        first, end = self._cluster_span(index)
+        runs: list[tuple[int, int]] = []
+        start = clusters.find(1, first, end)
+        while start >= 0:
+            stop = clusters.find(0, start, end)
+            stop = end if stop < 0 else stop
+            offset = start * self.cluster_size
+            runs.append((offset, min(stop * self.cluster_size, self.length) - offset))
+            start = clusters.find(1, stop, end)
+        return runs
+
+    def restrict(self, ranges: list[tuple[int, int]]) -> None:
+        """Copy only the clusters that ``ranges`` touch (block_copy_reset_unallocated):
+        the total shrinks to them, chunks without any are done.
+
+        Slice operations only, so a 1 TiB map takes milliseconds.
+        """
+        size = self.cluster_size
+        per_chunk = self.chunk_size // size
+        clusters = bytearray(-(-self.length // size))
+        untouched = bytearray(b"\x01") * self.count
+        for offset, length in ranges:
+            first, end = offset // size, -(-(offset + length) // size)
+            clusters[first:end] = b"\x01" * (end - first)
+            chunk, stop = first // per_chunk, -(-end // per_chunk)
+            untouched[chunk:stop] = bytes(stop - chunk)
+        with self._cond:
+            # A chunk being or already copied (copy-before-write got there first)
+            # keeps counting what it counted.
+            for flags in (self._done, self._busy):
+                index = flags.find(1)
+                while index >= 0:
+                    first, end = self._cluster_span(index)
+                    clusters[first:end] = b"\x01" * (end - first)
+                    untouched[index] = 0
+                    index = flags.find(1, index + 1)
+            self._clusters = clusters
+            self.total = clusters.count(1) * size
+            done = int.from_bytes(self._done, "big") | int.from_bytes(untouched, "big")
+            self._done[:] = done.to_bytes(self.count, "big")
 
     def indices(self, offset: int, length: int) -> range:
         """The chunks a byte range touches."""
@@ -208,14 +282,18 @@ class BackupCopier:
         self.target = target
         self.chunks = chunks
         self.target_zeroed = target_zeroed
+        self.target_backed = chain.backing_chain_next(target) is not None
         self.use_copy_range = use_copy_range
 
     def _target_reads_zeroes(self, offset: int, length: int) -> bool:
         """Whether the target range is a hole already (zero extents can be skipped).
 
         Only this job writes the target, so what holds before its chunk is copied
-        holds while it is copied.
+        holds while it is copied.  A target with a backing file gets its zeroes
+        written, as QEMU does (zero clusters hide the backing file's data).
         """
+        if self.target_backed:
+            return False
         if self.target_zeroed:
             return True
         try:
@@ -225,11 +303,14 @@ class BackupCopier:
         return kind is BlockStatus.ZERO and count >= length
 
     def _copy_extent(self, offset: int, length: int) -> None:
+        """Copy what chunk ``[offset, offset + length)`` has to copy."""
         _inside_copy.active = True
         try:
-            copy_chunk(self.source, self.target, offset, length,
-                       target_zeroed=self._target_reads_zeroes(offset, length),
-                       use_copy_range=self.use_copy_range)
+            runs = self.chunks.extents(offset // self.chunks.chunk_size)
+            for start, count in runs:
+                copy_chunk(self.source, self.target, start, count,
+                           target_zeroed=self._target_reads_zeroes(start, count),
+                           use_copy_range=self.use_copy_range)
         finally:
             _inside_copy.active = False
 
@@ -404,13 +485,14 @@ def setup_backup(
             graph.attach_child(cbw, target, "target", fixed=TARGET_PERMS)
         except QMPError as error:
             raise QMPError(f"Could not create node: {error.desc}") from error
-        if options.max_chunk and options.max_chunk < CLUSTER_SIZE:
+        cluster_size = backup_cluster_size(target)
+        if options.max_chunk and options.max_chunk < cluster_size:
             raise QMPError(f"Required max-chunk ({options.max_chunk}) is less than backup "
-                           f"cluster size ({CLUSTER_SIZE})")
-        chunk_size = CHUNK_SIZE
+                           f"cluster size ({cluster_size})")
+        chunk_size = max(CHUNK_SIZE, cluster_size)
         if options.max_chunk:
-            chunk_size = min(chunk_size, options.max_chunk // CLUSTER_SIZE * CLUSTER_SIZE)
-        chunks = ChunkMap(length, chunk_size)
+            chunk_size = min(chunk_size, options.max_chunk // cluster_size * cluster_size)
+        chunks = ChunkMap(length, chunk_size, cluster_size)
         copier = BackupCopier(source, target, chunks, target_zeroed=target_zeroed,
                               use_copy_range=options.use_copy_range)
         driver = BackupDriver(graph, cbw, copier, options, owns_target=owns_target)
@@ -449,6 +531,8 @@ class BackupDriver(BlockJobDriver):
     async def run(self, job: Job) -> None:
         job.progress_set_remaining(self.chunks.total)
         try:
+            if self.sync == "top":
+                await self._skip_unallocated(job)
             if self.sync == "none":
                 await self._copy_before_write_only(job)
             else:
@@ -459,6 +543,18 @@ class BackupDriver(BlockJobDriver):
                 # outcome; a client-opened target is flushed when the client says.
                 with trio.CancelScope(shield=True):
                     await job.run_io(self._flush_target)
+
+    async def _skip_unallocated(self, job: Job) -> None:
+        """sync=top: only what the source's top image allocates is to be copied."""
+        source = self.copier.source
+        base = chain.backing_chain_next(source)
+
+        def restrict() -> None:
+            self.chunks.restrict(chain.allocated_ranges(source, base, self.chunks.length))
+
+        await job.run_io(restrict)
+        self._update_progress(job)
+        job.progress_set_remaining(self.chunks.total - self.chunks.done_bytes)
 
     def _flush_target(self) -> None:
         try:

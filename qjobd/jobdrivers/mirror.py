@@ -15,8 +15,13 @@ QEMU's does while a mirror runs:
   query-named-block-nodes as QEMU shows its anonymous bitmap) records every write the
   source gets from then on.
 
-The data path (:class:`MirrorDriver`): ``sync=full`` marks the whole source dirty,
-``sync=none`` nothing.  Each iteration takes the next dirty run (up to ``buf-size``,
+The data path (:class:`MirrorDriver`): before the first pass the job marks dirty
+what the source allocates (mirror_dirty_init): with ``sync=full`` anything its whole
+backing chain allocates, with ``sync=top`` only what its top image does (the target
+is to get the same backing file), with ``sync=none`` nothing.  A target that must
+be zeroed first (``zero_target``: blockdev-mirror's and ``mode=existing``'s full
+sync) is, when it can write zeroes by unmapping, and otherwise gets everything
+copied.  Each iteration takes the next dirty run (up to ``buf-size``,
 16 MiB by default), clears its bits and copies it in one worker-thread round trip
 with :func:`qjobd.block.copy_chunk`, in 1 MiB requests like QEMU's (holes stay
 holes); a failed request leaves its bytes dirty while the others go on, as QEMU's
@@ -40,8 +45,13 @@ Ending, as QEMU's mirror_run / mirror_exit_common:
 
 Either way the filter leaves the graph, the source gets its users back when there was
 no pivot, and a target that ``drive-mirror`` opened is closed unless the pivot gave it
-users.  I/O errors follow ``on-source-error``/``on-target-error``: ``report`` fails
-the job, ``stop`` pauses it (the run is retried on resume), ``ignore`` retries later,
+users.  Unless the job was aborted, drive-mirror's target (opened without a backing
+file, as QEMU opens it) first gets its backing chain (``backing_mode``): the
+source's backing file (``sync=top``) or the source itself (``sync=none``) in
+``absolute-paths`` mode, the file its header names in ``existing`` mode.
+
+I/O errors follow ``on-source-error``/``on-target-error``: ``report`` fails the job,
+``stop`` pauses it (the run is retried on resume), ``ignore`` retries later,
 ``enospc`` stops on ENOSPC and reports anything else; each sends BLOCK_JOB_ERROR.
 
 ``copy-mode=write-blocking`` is accepted and runs like ``background``: in qjobd
@@ -55,12 +65,13 @@ from __future__ import annotations
 import errno
 import logging
 import os
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
 import trio
 
 from qjobd.block import (
+    PERM_ALL,
     PERM_NONE,
     BlockGraph,
     BlockNode,
@@ -123,6 +134,11 @@ SOURCE_JOB_PERMS: Final = (
 #: The reason QEMU's mirror_complete puts on the node it will replace.
 REPLACE_BLOCKER_REASON: Final = "block device is in use by block-job-complete"
 
+#: BlockMirrorBackingMode: what the target's backing file becomes when the job
+#: ends well.  "source": the source's backing file (or the source, sync=none);
+#: "open": the file the target's header names; "leave": nothing changes.
+BackingMode = Literal["source", "open", "leave"]
+
 
 @attrs.frozen
 class MirrorOptions:
@@ -139,6 +155,10 @@ class MirrorOptions:
     copy_mode: str = "background"
     #: drive-mirror opened the target for this job: close it when the job ends.
     implicit_target: bool = False
+    #: drive-mirror's is "source" (absolute-paths) or "open" (existing).
+    backing_mode: BackingMode = "leave"
+    #: The target does not read as zeroes yet and must be zeroed (or fully copied).
+    zero_target: bool = False
     #: Active commit (block-commit of the active layer): the target is this base
     #: of the source's chain, and only what lies above it is copied.
     commit_base: BlockNode | None = None
@@ -151,13 +171,6 @@ def default_granularity(target: BlockNode) -> int:
     if info is not None and info[0]:
         return max(4096, info[0])
     return DEFAULT_GRANULARITY
-
-
-def skip_filters(node: BlockNode) -> BlockNode:
-    """bdrv_skip_filters: the first node below ``node`` that is not a filter."""
-    while (below := node.filtered) is not None:
-        node = below
-    return node
 
 
 def can_replace(source: BlockNode, to_replace: BlockNode) -> bool:
@@ -209,8 +222,9 @@ def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) ->
         # block-commit made its own checks (commit-source, commit-target).
         graph.check_op(source, "mirror-source")
         graph.check_op(target, "mirror-target")
-    # No backing chains in qjobd: 'top' copies as much as 'full'.
-    sync = "full" if options.sync == "top" else options.sync
+    sync = options.sync
+    if sync == "top" and chain.backing_chain_next(source) is None:
+        sync = "full"  # nothing below the top: the top is everything
     if options.replaces is not None:
         to_replace = check_to_replace(graph, source, options.replaces)
         if to_replace.length() != source.length():
@@ -219,11 +233,11 @@ def setup_mirror(graph: BlockGraph, jobs: JobManager, options: MirrorOptions) ->
         raise QMPError(f"Sync mode '{sync}' not supported")
     if options.buf_size < 0:
         raise QMPError("Invalid parameter 'buf-size'")
-    if skip_filters(source) is skip_filters(target):
+    if chain.skip_filters(source) is chain.skip_filters(target):
         raise QMPError("Can't mirror node into itself")
     granularity = granularity or default_granularity(target)
     assert granularity_valid(granularity)
-    buf_size = options.buf_size or DEFAULT_BUF_SIZE
+    buf_size = -(-(options.buf_size or DEFAULT_BUF_SIZE) // granularity) * granularity
 
     driver_class = MirrorDriver if options.commit_base is None else ActiveCommitDriver
     driver = driver_class(graph, options, sync=sync, granularity=granularity,
@@ -266,7 +280,16 @@ class MirrorDriver(BlockJobDriver):
         #: Each iteration copies in requests of this size (QEMU's max_io_bytes).
         self.op_size = max(buf_size // MAX_IN_FLIGHT, MAX_IO_BYTES)
         self.bitmap = DirtyBitmap(self.source.length(), granularity)
-        self.top: BlockNode | None = None
+        #: What is not copied: the bottom of the chain the dirty bits come from
+        #: (sync=top: the source's backing file; active commit: the base).
+        self.base: BlockNode | None = options.commit_base
+        if sync == "top":
+            self.base = chain.backing_chain_next(self.source)
+        #: Copies are widened to whole target clusters (mirror_cow_align) when the
+        #: target names a backing file it has not opened yet: a partial write would
+        #: fill the rest of its cluster with zeroes instead of that file's data.
+        self.cow_align = 0
+        self.top: MirrorTopFilter | None = None
         self._top_edge: Edge | None = None
         self._target_perm: Permission | None = None
         self._replace_blocker: OpBlocker | None = None
@@ -287,11 +310,12 @@ class MirrorDriver(BlockJobDriver):
 
     def insert_filter(self) -> None:
         """bdrv_new_open_driver + bdrv_append: the filter above the source."""
-        factory = CommitTopFilter if self.options.commit_base is not None else None
+        factory = CommitTopFilter if self.options.commit_base is not None else MirrorTopFilter
         top = self.graph.insert_filter(
             "mirror_top", self.source, node_name=self.options.filter_node_name,
             factory=factory)
         top.read_only = False  # opened read-write whatever the source is (BDRV_O_RDWR)
+        assert isinstance(top, MirrorTopFilter)
         self.top = top
         self._top_edge = top.child_edges[0]
 
@@ -304,6 +328,9 @@ class MirrorDriver(BlockJobDriver):
         self.block(self.top)
         target_perm, target_shared = TARGET_PERMS
         commit_base = self.options.commit_base
+        if commit_base is None and chain.contains(self.source, chain.skip_filters(self.target)):
+            raise QMPError("Cannot mirror to a filter on top of a node in the source's "
+                           "backing chain")
         if commit_base is not None:
             # The target is in the source's chain: the images above it keep reading
             # it, and it keeps being written.
@@ -367,8 +394,9 @@ class MirrorDriver(BlockJobDriver):
             while not (self.should_complete or job.cancel_requested):
                 await self._idle_wait(job)
             return
-        if self.sync == "full":
-            await self._mark_initial_dirty(job, length)
+        self._setup_cow_align()
+        if self.sync != "none":
+            await self._dirty_init(job, length)
         while True:
             await job.pause_point()
             dirty = self.bitmap.count()
@@ -391,9 +419,25 @@ class MirrorDriver(BlockJobDriver):
         if length != self.target.length():
             raise JobFailed("Source and target image have different sizes")
 
-    async def _mark_initial_dirty(self, job: Job, length: int) -> None:
-        """sync=full: everything is to be copied."""
-        self.bitmap.set(0, length)
+    def _setup_cow_align(self) -> None:
+        """What mirror_run decides before the first pass about copy-on-write."""
+        target = chain.skip_filters(self.target)
+        info = target.get_info()
+        cluster = info[0] if info is not None and info[0] else 512
+        if target.names_backing and target.backing is None and self.granularity < cluster:
+            self.cow_align = cluster
+
+    async def _dirty_init(self, job: Job, length: int) -> None:
+        """mirror_dirty_init: zero the target if it must be, then mark what the
+        source allocates above the base."""
+        if self.options.zero_target:
+            if not self.target.can_write_zeroes_with_unmap():
+                self.bitmap.set(0, length)
+                return
+            await job.run_io(self.target.write_zeroes, 0, length)
+        ranges = await job.run_io(chain.allocated_ranges, self.source, self.base, length)
+        for offset, count in ranges:
+            self.bitmap.set(offset, count)
 
     async def _idle_wait(self, job: Job) -> None:
         self._idle = True
@@ -408,6 +452,8 @@ class MirrorDriver(BlockJobDriver):
         if run is None:
             return
         offset, length = run
+        if self.cow_align:
+            offset, length = self._cow_aligned(offset, length)
         self._cursor = offset + length
         done, failures = await job.run_io(self._copy_run, offset, length)
         job.progress_update(done)
@@ -416,6 +462,14 @@ class MirrorDriver(BlockJobDriver):
         if failures:
             await self._io_errors(job, [(error.operation, error) for _, _, error in failures])
         await self._throttle(job, length)
+
+    def _cow_aligned(self, offset: int, length: int) -> tuple[int, int]:
+        """The run widened to whole target clusters, the widened part taken too."""
+        align = self.cow_align
+        start = offset // align * align
+        end = min(-(-(offset + length) // align) * align, self.bitmap.length)
+        self.bitmap.clear(start, end - start)
+        return start, end - start
 
     @staticmethod
     async def _throttle(job: Job, nbytes: int) -> None:
@@ -512,6 +566,13 @@ class MirrorDriver(BlockJobDriver):
         ok = True
         source, target, top = self.source, self.target, self.top
         self._release_job_refs_before_pivot()
+        if top is not None:
+            # The job reads the source no more: the filter stops needing anything
+            # of it, so it can become the target's backing file.
+            top.stopped = True
+            graph.refresh_perms(top)
+        if not abort and not self._set_target_backing(job):
+            ok = False
         new_home = source
         if self.should_complete and not abort:
             to_replace = self.to_replace or source
@@ -549,6 +610,22 @@ class MirrorDriver(BlockJobDriver):
         self.restore_read_only()
         return ok
 
+    def _set_target_backing(self, job: Job) -> bool:
+        """The target's backing chain per ``backing_mode`` (mirror_exit_common);
+        False when that failed (the job then fails, the rest still happens)."""
+        target = chain.skip_filters(self.target)
+        try:
+            if self.options.backing_mode == "source":
+                backing = self.source if self.sync == "none" else self.base
+                if target.backing is not backing:
+                    self.graph.set_backing(target, backing)
+            elif self.options.backing_mode == "open":
+                self.graph.open_backing_file(target)
+        except QMPError as error:
+            logger.error("mirror %s: %s", job.id, error.desc)
+            return False
+        return True
+
     def _release_job_refs_before_pivot(self) -> None:
         """What QEMU drops before the pivot: the bitmap and the target backend."""
         self.source.remove_dirty_bitmap(self.bitmap)
@@ -574,31 +651,23 @@ class ActiveCommitDriver(MirrorDriver):
         if self.target.length() < length:
             self.target.grow(length)
 
-    async def _mark_initial_dirty(self, job: Job, length: int) -> None:
-        """mirror_dirty_init with a base: only ranges allocated above it."""
-        base = self.options.commit_base
-        marked = await job.run_io(self._allocated_above_ranges, length, base)
-        for offset, count in marked:
-            self.bitmap.set(offset, count)
 
-    def _allocated_above_ranges(self, length: int,
-                                base: BlockNode | None) -> list[tuple[int, int]]:
-        ranges: list[tuple[int, int]] = []
-        offset = 0
-        while offset < length:
-            allocated, count = chain.allocated_above(self.source, base, offset,
-                                                     length - offset)
-            count = max(1, count)
-            if allocated:
-                if ranges and ranges[-1][0] + ranges[-1][1] == offset:
-                    ranges[-1] = (ranges[-1][0], ranges[-1][1] + count)
-                else:
-                    ranges.append((offset, count))
-            offset += count
-        return ranges
+class MirrorTopFilter(FilterNode):
+    """The ``mirror_top`` filter (bdrv_mirror_top_child_perm): it passes its users'
+    needs through, until the job ends and it is ``stopped``: then it needs nothing
+    and shares everything, as QEMU's does once the job stops reading the source."""
+
+    def __init__(self, format_name: str) -> None:
+        super().__init__(format_name)
+        self.stopped = False
+
+    def child_perm(self, edge: Edge, perm: Perm, shared: Perm) -> tuple[Perm, Perm]:
+        if self.stopped:
+            return PERM_NONE, PERM_ALL
+        return super().child_perm(edge, perm, shared)
 
 
-class CommitTopFilter(FilterNode):
+class CommitTopFilter(MirrorTopFilter):
     """The ``mirror_top`` filter of an active commit (bdrv_mirror_top_child_perm
     with is_commit): it must not need consistent reads of the top image, which
     the images above the base do not share during the job, and it lets writes
@@ -606,4 +675,6 @@ class CommitTopFilter(FilterNode):
 
     def child_perm(self, edge: Edge, perm: Perm, shared: Perm) -> tuple[Perm, Perm]:
         nperm, nshared = super().child_perm(edge, perm, shared)
+        if self.stopped:
+            return nperm, nshared
         return nperm & ~Perm.CONSISTENT_READ, nshared | Perm.WRITE

@@ -385,7 +385,7 @@ def test_busy_nodes_and_the_filter(nodes: Any) -> None:
         c.ok("blockdev-del", {"node-name": node})
 
 
-def test_sync_top_is_full_and_none_waits_for_cancel(nodes: Any) -> None:
+def test_sync_top_of_a_raw_source_copies_all_and_none_waits_for_cancel(nodes: Any) -> None:
     c, tmp_path = nodes
     c.ok("blockdev-backup", ab(sync="top", **{"auto-dismiss": False}))
     c.wait_status("j", "concluded")

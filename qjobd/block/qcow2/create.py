@@ -139,8 +139,33 @@ def create_image(storage: Storage, spec: Qcow2Spec,
     if l1_size:
         storage.pwrite(header.l1_table_offset, struct.pack(f">{l1_size}Q", *l1))
     storage.flush()
+    refusal = _backing_refusal(header)
+    if refusal is not None:
+        header.backing_file = header.backing_format = None
     storage.pwrite(0, header.encode())
     storage.flush()
+    if refusal is not None:
+        raise QMPError(f"Could not assign backing file '{spec.backing_file}' with format "
+                       f"'{spec.backing_format or '(null)'}': {refusal}")
+
+
+def _backing_refusal(header: hdr.Header) -> str | None:
+    """Why the header cannot name its backing file, or None.
+
+    QEMU makes the image first and names the backing file afterwards
+    (qcow2_change_backing_file): a name longer than QEMU reads back, or one that
+    does not fit in the header cluster, fails the creation but leaves a valid
+    image without a backing file - never a header QEMU cannot open.
+    """
+    if not header.backing_file:
+        return None
+    if len(header.backing_file.encode()) > hdr.MAX_BACKING_NAME:
+        return os.strerror(errno.EINVAL)
+    try:
+        header.encode()
+    except QMPError:
+        return os.strerror(errno.ENOSPC)
+    return None
 
 
 def _preallocate(storage: Storage, refcounts: Refcounts, header: hdr.Header,

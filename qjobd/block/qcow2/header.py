@@ -198,11 +198,15 @@ class Header:
         return data
 
     def _written_extensions(self) -> list[Extension]:
-        """Extensions in QEMU's order: backing format, feature table, the rest."""
+        """Extensions in QEMU's order: backing format, feature table, the rest.
+
+        Like QEMU, images with clusters of 4 KiB or less get no feature table: in a
+        512-byte header cluster it would leave no room for a backing file name.
+        """
         ordered = []
         if self.backing_format:
             ordered.append(Extension(EXT_BACKING_FORMAT, self.backing_format.encode()))
-        if self.version >= 3:
+        if self.version >= 3 and self.cluster_size > 4096:
             ordered.append(Extension(EXT_FEATURE_TABLE, feature_table()))
         ordered.extend(ext for ext in self.extensions
                        if ext.kind not in (EXT_BACKING_FORMAT, EXT_FEATURE_TABLE))

@@ -70,22 +70,24 @@ class Qcow2Node(BlockNode):
         self._open_backing(open_child)
 
     def _open_backing(self, open_child: ChildOpener) -> None:
-        header = self.image.header
         if "backing" in self.options:
             # What the image names, compared with what was given instead.
-            self.auto_backing_file = header.backing_file or ""
+            self.auto_backing_file = self.image.header.backing_file or ""
             if self.options["backing"] is not None:
                 open_child("backing", self.options["backing"], backing=True)
             return
-        if not header.backing_file:
-            return
+        self.open_backing(open_child)
+
+    def open_backing(self, open_child: ChildOpener) -> None:
+        """bdrv_open_backing_file: the file the header names, read-only, in the
+        header's format (probed without one)."""
         path = self.full_backing_filename()
         if path is None:
             return
-        # Without a format in the header the graph probes the file.
         ref: dict[str, Any] = {"file": {"driver": "file", "filename": path}}
-        if header.backing_format:
-            ref = {"driver": header.backing_format, **ref}
+        backing_format = self.image.header.backing_format
+        if backing_format:
+            ref = {"driver": backing_format, **ref}
         try:
             backing = open_child("backing", ref, backing=True)
         except QMPError as error:
@@ -204,8 +206,23 @@ class Qcow2Node(BlockNode):
 
     def _do_write_zeroes(self, offset: int, length: int, may_unmap: bool) -> None:
         self._check_inside(offset, length)
-        self.image.write_zeroes(offset, length, may_unmap, self.backing is not None,
+        self.image.write_zeroes(offset, length, may_unmap, self.names_backing,
                                 self._read_below)
+
+    @property
+    def names_backing(self) -> bool:
+        """Whether unallocated clusters may read from a backing file, now or later.
+
+        An image opened without the backing file its header names (a mirror's
+        target until the job completes) still gets zero clusters where zeroes are
+        written: leaving them unallocated would show the backing file's data once
+        it is attached.
+        """
+        return self.backing is not None or bool(self.image.header.backing_file)
+
+    def zeroes_with_unmap(self) -> bool:
+        """Version 3 images have zero clusters (qcow2's supported_zero_flags)."""
+        return self.image.header.version >= 3
 
     def _do_flush(self) -> None:
         self.image.write_back()
