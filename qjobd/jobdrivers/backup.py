@@ -265,8 +265,13 @@ class BackupCopier:
         keeps the per-chunk cost off the sparse parts.  Only whole chunks count, and
         only where the target reads zeroes too.
         """
-        offset, _ = self.chunks.extent(index)
+        offset, length = self.chunks.extent(index)
         try:
+            # The chunk first: asking to the end would walk a whole data run (all
+            # of a dense image, chunk after chunk) only to hear "data".
+            kind, count = self.source.block_status(offset, length)
+            if kind is not BlockStatus.ZERO or count < length:
+                return False
             kind, count = self.source.block_status(offset, self.chunks.length - offset)
         except OSError:
             return False
