@@ -98,13 +98,16 @@ def _buffer(size: int) -> memoryview:
 
 def copy_chunk(src: BlockNode, dst: BlockNode, offset: int, length: int, *,
                target_zeroed: bool = False, detect_zeroes: bool = False,
-               use_copy_range: bool = True) -> CopyResult:
+               use_copy_range: bool = True, write_behind: bool = False) -> CopyResult:
     """Copy ``[offset, offset + length)`` from ``src`` to ``dst``; see the module doc.
 
     ``target_zeroed``: the target range already reads as zeroes, so zero extents are
     skipped rather than punched.  ``detect_zeroes``: scan data for all-zero runs and
     write those as holes (forces the buffered path).  ``use_copy_range=False``
     forces the buffered path (tests, or filesystems known to misbehave).
+    ``write_behind``: the caller flushes the target soon, so the kernel starts
+    writing what copy_file_range put there at once (a hint, see
+    ``_host.start_writeback``), and the flush finds the disk's work mostly done.
     Raises ``CopyError``.
     """
     result = CopyResult()
@@ -119,7 +122,8 @@ def copy_chunk(src: BlockNode, dst: BlockNode, offset: int, length: int, *,
             _zero(dst, pos, count, target_zeroed, result)
         else:
             _copy_data(src, dst, pos, count, result, target_zeroed=target_zeroed,
-                       detect_zeroes=detect_zeroes, use_copy_range=use_copy_range)
+                       detect_zeroes=detect_zeroes, use_copy_range=use_copy_range,
+                       write_behind=write_behind)
         pos += count
     return result
 
@@ -138,9 +142,9 @@ def _zero(dst: BlockNode, offset: int, length: int, target_zeroed: bool,
 
 def _copy_data(src: BlockNode, dst: BlockNode, offset: int, length: int,
                result: CopyResult, *, target_zeroed: bool, detect_zeroes: bool,
-               use_copy_range: bool) -> None:
+               use_copy_range: bool, write_behind: bool) -> None:
     if use_copy_range and not detect_zeroes:
-        done = _copy_range(src, dst, offset, length)
+        done = _copy_range(src, dst, offset, length, write_behind)
         result.copied += done
         offset += done
         length -= done
@@ -149,7 +153,8 @@ def _copy_data(src: BlockNode, dst: BlockNode, offset: int, length: int,
                        detect_zeroes=detect_zeroes)
 
 
-def _copy_range(src: BlockNode, dst: BlockNode, offset: int, length: int) -> int:
+def _copy_range(src: BlockNode, dst: BlockNode, offset: int, length: int,
+                write_behind: bool) -> int:
     """copy_file_range as far as it goes; returns the bytes copied (maybe 0).
 
     The source says where its data lies in OS files (a raw file, or a qcow2
@@ -161,7 +166,7 @@ def _copy_range(src: BlockNode, dst: BlockNode, offset: int, length: int) -> int
     detect = dst.detect_zeroes != "off"
     while done < length:
         size = min(length - done, WRITE_STEP) if detect else length - done
-        runs = _SourceRuns(src, offset + done, size)
+        runs = _SourceRuns(src, offset + done, size, write_behind)
         if not runs.length:
             break
         # A target with detect-zeroes gets a write step as data only when it is not
@@ -188,7 +193,9 @@ class _SourceRuns:
     its lock): (offset, fd, file offset, count) runs, as far as the source has them.
     It is the HostFill the target calls."""
 
-    def __init__(self, src: BlockNode, offset: int, length: int) -> None:
+    def __init__(self, src: BlockNode, offset: int, length: int,
+                 write_behind: bool) -> None:
+        self.write_behind = write_behind
         self.runs: list[tuple[int, int, int, int]] = []
         pos = offset
         end = offset + length
@@ -224,6 +231,8 @@ class _SourceRuns:
     def __call__(self, fd: int, position: int, guest: int, count: int) -> None:
         """Copy source bytes [guest, guest + count) to ``fd`` at ``position``
         (a HostFill); raises OSError when the kernel will not."""
+        if self.write_behind:
+            first, total = position, count
         index = bisect.bisect_right(self.starts, guest) - 1
         while count:
             start, source_fd, host, run_count = self.runs[index]
@@ -234,6 +243,8 @@ class _SourceRuns:
             position += part
             count -= part
             index += 1
+        if self.write_behind:
+            _host.start_writeback(fd, first, total)
 
 
 def _copy_file_range_full(source_fd: int, source: int, fd: int, position: int,

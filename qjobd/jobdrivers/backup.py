@@ -203,12 +203,16 @@ class BackupCopier:
     """Copies chunks from the source to the target; shared by the job and its filter."""
 
     def __init__(self, source: BlockNode, target: BlockNode, chunks: ChunkMap, *,
-                 target_zeroed: bool, use_copy_range: bool) -> None:
+                 target_zeroed: bool, use_copy_range: bool,
+                 write_behind: bool = False) -> None:
         self.source = source
         self.target = target
         self.chunks = chunks
         self.target_zeroed = target_zeroed
         self.use_copy_range = use_copy_range
+        #: The target is flushed at the end (an image the job opened): its disk
+        #: writes may start as the copy goes.
+        self.write_behind = write_behind
 
     def _target_reads_zeroes(self, offset: int, length: int) -> bool:
         """Whether the target range is a hole already (zero extents can be skipped).
@@ -229,7 +233,7 @@ class BackupCopier:
         try:
             copy_chunk(self.source, self.target, offset, length,
                        target_zeroed=self._target_reads_zeroes(offset, length),
-                       use_copy_range=self.use_copy_range)
+                       use_copy_range=self.use_copy_range, write_behind=self.write_behind)
         finally:
             _inside_copy.active = False
 
@@ -417,7 +421,8 @@ def setup_backup(
             chunk_size = min(chunk_size, options.max_chunk // CLUSTER_SIZE * CLUSTER_SIZE)
         chunks = ChunkMap(length, chunk_size)
         copier = BackupCopier(source, target, chunks, target_zeroed=target_zeroed,
-                              use_copy_range=options.use_copy_range)
+                              use_copy_range=options.use_copy_range,
+                              write_behind=owns_target)
         driver = BackupDriver(graph, cbw, copier, options, owns_target=owns_target)
         job = driver.create_job(jobs, txn)
     except BaseException:

@@ -223,7 +223,8 @@ def test_copies_into_qcow2_go_file_to_file(graph: BlockGraph, tmp_path: Path) ->
 
         dst.write_direct = spy  # type: ignore[method-assign]
         for offset in range(0, SIZE, 3 * MiB + 4096):
-            copy_chunk(src, dst, offset, min(3 * MiB + 4096, SIZE - offset))
+            copy_chunk(src, dst, offset, min(3 * MiB + 4096, SIZE - offset),
+                       write_behind=name == "chain")
         graph.delete(f"t{name}")
         assert written, name
         report = check(target)
@@ -362,7 +363,7 @@ WRITER = textwrap.dedent("""
         data = bytes([index % 250 + 1]) * step
         if copy:
             os.pwrite(fd, data, index * step)
-            copy_chunk(src, node, index * step, step)
+            copy_chunk(src, node, index * step, step, write_behind=index % 2 == 0)
         else:
             node.pwrite(index * step, data)
         if index % 5 == 4:
