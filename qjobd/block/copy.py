@@ -166,16 +166,16 @@ def _copy_range(src: BlockNode, dst: BlockNode, offset: int, length: int,
     detect = dst.detect_zeroes != "off"
     while done < length:
         size = min(length - done, WRITE_STEP) if detect else length - done
-        runs = _SourceRuns(src, offset + done, size, write_behind)
-        if not runs.length:
-            break
-        # A target with detect-zeroes gets a write step as data only when it is not
-        # all zero; a nonzero byte at its start proves that cheaply (random data,
-        # the usual case), otherwise the buffered path looks at all of it.
-        known_nonzero = detect and runs.starts_nonzero()
-        if detect and not known_nonzero:
-            break
         try:
+            runs = _SourceRuns(src, offset + done, size, write_behind)
+            if not runs.length:
+                break
+            # A target with detect-zeroes gets a write step as data only when it is
+            # not all zero; a nonzero byte at its start proves that cheaply (random
+            # data, the usual case), otherwise the buffered path looks at all of it.
+            known_nonzero = detect and runs.starts_nonzero()
+            if detect and not known_nonzero:
+                break
             if not dst.write_direct(offset + done, runs.length, runs,
                                     known_nonzero=known_nonzero):
                 break
