@@ -39,6 +39,10 @@ l3 without a backing file after case 6.  Prints seconds and qjobd/QSD ratios.
     python contrib/bench/qcow2.py [--dir DIR] [--repeat N] [--job-repeat N]
                                   [--random-mib N] [--sparse-mib N] [--base-mib N]
                                   [--commit-mib N] [--stream-mib N]
+                                  [--cases NAME,...]
+
+``--cases`` runs only the named cases (read, write, sparse, chain, commit, stream,
+dense); the images of the others are still made (once, when missing).
 
 Targets: qjobd <= 1.5x QSD's time for cases 1 to 4 (soft: qjobd is pure Python) and
 <= 1.0x for cases 5 to 7.
@@ -66,6 +70,7 @@ MiB = 1 << 20
 GiB = 1 << 30
 TARGET_RATIO = 1.5
 JOB_TARGET_RATIO = 1.0  # cases 5 to 7
+CASE_NAMES = ("read", "write", "sparse", "chain", "commit", "stream", "dense")
 
 
 @attrs.define
@@ -568,7 +573,14 @@ def main() -> None:
                         help="size of base and top of case 5")
     parser.add_argument("--stream-mib", type=int, default=256,
                         help="size of the chain of case 6 (half of it data in l0, l1, l2)")
+    parser.add_argument("--cases", default=",".join(CASE_NAMES),
+                        help="comma-separated cases to run (default: all of "
+                             f"{','.join(CASE_NAMES)})")
     options = parser.parse_args()
+    selected = [name.strip() for name in options.cases.split(",") if name.strip()]
+    unknown = sorted(set(selected) - set(CASE_NAMES))
+    if unknown or not selected:
+        parser.error(f"unknown cases {unknown}; choose from {', '.join(CASE_NAMES)}")
     workdir = Path(tempfile.mkdtemp(prefix="qjobd-bench-"))
     if options.dir is None:
         image_dir = Path(tempfile.mkdtemp(prefix="qjobd-bench-qcow2-", dir="/var/tmp"))
@@ -615,6 +627,7 @@ def main() -> None:
                         "l3.qcow2"),
             DenseBench("dense", cases["dense"], image_dir),
         ]
+        benches = [bench for bench in benches if bench.name in selected]
         os.sync()
         print(f"images in {image_dir} ({time.monotonic() - began:.1f} s to prepare); "
               f"warm runs, median of {options.repeat} (cases 1 to 4) and of "

@@ -139,6 +139,7 @@ def copy_allocated(source: BlockNode, chain_top: BlockNode | None, base: BlockNo
     above, count = allocated_above(chain_top, base, offset, length)
     if not above:
         return count, False
-    # The copy engine: zero extents as zero writes, data through a reused buffer.
-    copy_chunk(source, target, offset, count)
+    # The copy engine: zero extents as zero writes, data file to file where it can;
+    # the job flushes the target at the end, so its disk writes start at once.
+    copy_chunk(source, target, offset, count, write_behind=True)
     return count, True

@@ -149,6 +149,19 @@ class SnapshotStore(Protocol):
     def delete_snapshot(self, snapshot: Any, /) -> None: ...
 
 
+class HostFill(Protocol):
+    """Writes the bytes of a range straight into an OS file (see
+    :meth:`BlockNode.write_direct`); raises OSError when it cannot."""
+
+    def check(self, fd: int, /) -> None:
+        """Raise OSError if the bytes cannot go into ``fd`` this way at all
+        (copy_file_range across filesystems): asked before anything is allocated."""
+
+    def __call__(self, fd: int, position: int, guest: int, count: int, /) -> None:
+        """Write the bytes meant for node offset ``guest`` (``count`` of them) into
+        ``fd`` at byte ``position``."""
+
+
 class BlockNode:
     """One node of the block graph; subclasses are the drivers.
 
@@ -310,6 +323,35 @@ class BlockNode:
             return None
         fd, shift = passthrough
         return fd, offset + shift, length
+
+    def write_direct(self, offset: int, length: int, fill: HostFill, *,
+                     known_nonzero: bool = False) -> bool:
+        """Write ``[offset, offset + length)`` by having ``fill`` put the bytes
+        straight into the OS file under this node; False (nothing done) when this
+        node's data does not lie in a plain file, and the caller writes with
+        :meth:`pwrite` instead.
+
+        The copy engine's way of writing without Python buffers: ``fill`` copies
+        with copy_file_range.  The default serves nodes with a :meth:`passthrough_fd`;
+        formats that map ranges (qcow2) place the data themselves.  The range
+        counts as written (flush, dirty bitmaps) even when ``fill`` fails half way,
+        as a failed :meth:`pwrite` does.  A node with detect-zeroes, which would
+        turn all-zero data into a zero write, takes the data only when the caller
+        has seen a nonzero byte in it (``known_nonzero``), if at all.
+        """
+        passthrough = self.passthrough_fd()
+        if passthrough is None:
+            return False
+        self._check_write(offset, length)
+        if not length:
+            return True
+        fd, shift = passthrough
+        fill.check(fd)
+        try:
+            fill(fd, offset + shift, offset, length)
+        finally:
+            self.mark_written(offset, length)
+        return True
 
     def debug_event(self, event: str) -> None:
         """A blkdebug event raised on this node by a parent; no-op except in blkdebug."""

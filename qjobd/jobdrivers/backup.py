@@ -277,13 +277,17 @@ class BackupCopier:
     """Copies chunks from the source to the target; shared by the job and its filter."""
 
     def __init__(self, source: BlockNode, target: BlockNode, chunks: ChunkMap, *,
-                 target_zeroed: bool, use_copy_range: bool) -> None:
+                 target_zeroed: bool, use_copy_range: bool,
+                 write_behind: bool = False) -> None:
         self.source = source
         self.target = target
         self.chunks = chunks
         self.target_zeroed = target_zeroed
         self.target_backed = chain.backing_chain_next(target) is not None
         self.use_copy_range = use_copy_range
+        #: The target is flushed at the end (an image the job opened): its disk
+        #: writes may start as the copy goes.
+        self.write_behind = write_behind
 
     def _target_reads_zeroes(self, offset: int, length: int) -> bool:
         """Whether the target range is a hole already (zero extents can be skipped).
@@ -310,7 +314,8 @@ class BackupCopier:
             for start, count in runs:
                 copy_chunk(self.source, self.target, start, count,
                            target_zeroed=self._target_reads_zeroes(start, count),
-                           use_copy_range=self.use_copy_range)
+                           use_copy_range=self.use_copy_range,
+                           write_behind=self.write_behind)
         finally:
             _inside_copy.active = False
 
@@ -346,8 +351,13 @@ class BackupCopier:
         keeps the per-chunk cost off the sparse parts.  Only whole chunks count, and
         only where the target reads zeroes too.
         """
-        offset, _ = self.chunks.extent(index)
+        offset, length = self.chunks.extent(index)
         try:
+            # The chunk first: asking to the end would walk a whole data run (all
+            # of a dense image, chunk after chunk) only to hear "data".
+            kind, count = self.source.block_status(offset, length)
+            if kind is not BlockStatus.ZERO or count < length:
+                return False
             kind, count = self.source.block_status(offset, self.chunks.length - offset)
         except OSError:
             return False
@@ -494,7 +504,8 @@ def setup_backup(
             chunk_size = min(chunk_size, options.max_chunk // cluster_size * cluster_size)
         chunks = ChunkMap(length, chunk_size, cluster_size)
         copier = BackupCopier(source, target, chunks, target_zeroed=target_zeroed,
-                              use_copy_range=options.use_copy_range)
+                              use_copy_range=options.use_copy_range,
+                              write_behind=owns_target)
         driver = BackupDriver(graph, cbw, copier, options, owns_target=owns_target)
         job = driver.create_job(jobs, txn)
     except BaseException:

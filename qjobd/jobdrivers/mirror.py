@@ -488,7 +488,9 @@ class MirrorDriver(BlockJobDriver):
         for op_offset in range(offset, end, self.op_size):
             op_length = min(self.op_size, end - op_offset)
             try:
-                copy_chunk(self.source, self.target, op_offset, op_length)
+                # The target is flushed before the job is ready: start its writes.
+                copy_chunk(self.source, self.target, op_offset, op_length,
+                           write_behind=True)
             except CopyError as error:
                 failures.append((op_offset, op_length, error))
             else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from helpers.images import MiB, allocated, assert_same_content, make_image
 from helpers.nodes import file_opts, raw_opts
 
-from qjobd.block import BlockGraph, CopyError, copy_all, copy_chunk, create_file
+from qjobd.block import BlockGraph, CopyError, _host, copy_all, copy_chunk, create_file
 
 SIZE = 64 * MiB
 EXTENTS = [(0, 4096), (3 * MiB + 512, 2 * MiB), (20 * MiB, 64 * 1024), (SIZE - MiB, MiB)]
@@ -150,3 +151,21 @@ def test_parallel_chunks_from_threads(graph: BlockGraph, tmp_path: Path) -> None
     assert sum(totals) == size
     dst.flush()  # type: ignore[attr-defined]
     assert_same_content(source, out)
+
+
+def test_write_behind_copies_the_same(graph: BlockGraph, sparse: Path, tmp_path: Path) -> None:
+    """write_behind only starts the target's writeback early: the copy is the same,
+    and a writeback request that fails (a pipe) is ignored, as a hint."""
+    dst_path = tmp_path / "out.img"
+    src, dst = open_pair(graph, sparse, dst_path, SIZE)
+    for offset in range(0, SIZE, 3 * MiB):
+        copy_chunk(src, dst, offset, min(3 * MiB, SIZE - offset),  # type: ignore[arg-type]
+                   target_zeroed=True, write_behind=True)
+    assert_same_content(sparse, dst_path)
+    assert allocated(dst_path) <= allocated(sparse) + 8192
+    read_end, write_end = os.pipe()
+    try:
+        _host.start_writeback(write_end, 0, MiB)
+    finally:
+        os.close(read_end)
+        os.close(write_end)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from helpers.images import MiB
-from helpers.qcow2 import make_qcow2, qcow2_opts, qemu_io, raw_content, run
+from helpers.qcow2 import make_chain, make_qcow2, qcow2_opts, qemu_io, raw_content, run
 
 from qjobd.block import BlockGraph, BlockStatus
 from qjobd.block.node import BlockNode
@@ -299,3 +299,30 @@ def test_host_extents_point_at_the_data(graph: BlockGraph, tmp_path: Path) -> No
         seen += length
         position += length
     assert seen == 2 * MiB + 64 * KiB
+
+
+def test_host_extents_follow_the_backing_chain(graph: BlockGraph, tmp_path: Path) -> None:
+    """Where the top allocates nothing, its host extents are its backing image's:
+    each run read straight from the file it names is what the top shows there."""
+    images = make_chain(tmp_path, 3, size=8 * MiB, cluster_size=4 * KiB)
+    node = graph.add(qcow2_opts("q", images[-1], **{"read-only": True}))
+    expected = raw_content(images[-1], tmp_path / "expected.raw")
+    files = set()
+    position = 0
+    seen = 0
+    while position < node.length():
+        extent = node.host_extent(position, node.length() - position)
+        kind, count = node.block_status(position, node.length() - position)
+        if extent is None:
+            assert kind is BlockStatus.ZERO, position
+            position += count
+            continue
+        fd, host, length = extent
+        assert length <= count
+        assert os.pread(fd, length, host) == expected[position:position + length], position
+        files.add(os.fstat(fd).st_ino)
+        seen += length
+        position += length
+    # l0's data half, and each layer's own stripe, from four different files.
+    assert len(files) == 4
+    assert seen >= 4 * MiB

@@ -9,57 +9,107 @@ clusters but never be corrupt, and what it had flushed must read back.
 
 from __future__ import annotations
 
+import errno
+import json
+import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from helpers.images import MiB
+from helpers.images import MiB, make_image
+from helpers.nodes import raw_opts
 from helpers.qcow2 import (
     assert_not_corrupt,
     assert_same_snapshots,
     check,
     check_status,
     info,
+    make_chain,
     make_qcow2,
     poke,
     qcow2_opts,
     qemu_io,
+    raw_content,
     run,
 )
 
-from qjobd.block import BlockGraph
+from qjobd.block import BlockGraph, copy_chunk
+from qjobd.block.node import HostFill
 from qjobd.errors import QMPError
 
 KiB = 1 << 10
 SIZE = 16 * MiB
 
 
-def random_writes(seed: int, count: int = 60, size: int = SIZE) -> list[tuple[str, int, int, int]]:
-    """(kind, offset, length, pattern) with unaligned offsets and lengths."""
+def random_writes(seed: int, count: int = 60, size: int = SIZE, *,
+                  direct: float = 0.0) -> list[tuple[str, int, int, int]]:
+    """(kind, offset, length, pattern) with unaligned offsets and lengths; a share
+    ``direct`` of the data writes go through write_direct."""
     rng = random.Random(seed)
     ops = []
     for _ in range(count):
         offset = rng.randrange(0, size)
         length = min(rng.randrange(1, 3 * MiB), size - offset)
         kind = "zero" if rng.random() < 0.25 else "data"
+        if kind == "data" and rng.random() < direct:
+            kind = "direct"
         ops.append((kind, offset, length, rng.randrange(1, 255)))
     return ops
 
 
+class CopyingFill:
+    """A write_direct fill that copies the same offsets of ``source_fd`` with
+    copy_file_range, as the copy engine does."""
+
+    def __init__(self, source_fd: int) -> None:
+        self.source_fd = source_fd
+
+    def check(self, fd: int) -> None:
+        os.copy_file_range(self.source_fd, fd, 0, 0, 0)
+
+    def __call__(self, fd: int, position: int, guest: int, count: int) -> None:
+        done = 0
+        while done < count:
+            done += os.copy_file_range(self.source_fd, fd, count - done, guest + done,
+                                       position + done)
+
+
+class FailingFill:
+    """A fill that writes half of its bytes as garbage, then fails."""
+
+    def check(self, fd: int) -> None:
+        pass
+
+    def __call__(self, fd: int, position: int, guest: int, count: int) -> None:
+        os.pwrite(fd, b"\xee" * (count // 2), position)
+        raise OSError(errno.EXDEV, os.strerror(errno.EXDEV))
+
+
 def apply(graph: BlockGraph, image: Path, ops: list[tuple[str, int, int, int]]) -> None:
     node = graph.add(qcow2_opts("w", image))
-    for index, (kind, offset, length, pattern) in enumerate(ops):
-        if kind == "zero":
-            node.write_zeroes(offset, length)
-        else:
-            node.pwrite(offset, bytes([pattern]) * length)
-        if index == len(ops) // 2:
-            node.flush()
+    scratch = os.open(image.with_suffix(".scratch"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        for index, (kind, offset, length, pattern) in enumerate(ops):
+            if kind == "zero":
+                node.write_zeroes(offset, length)
+            elif kind == "direct":
+                # The pattern goes into a scratch file first, then file to file.
+                os.pwrite(scratch, bytes([pattern]) * length, offset)
+                assert node.write_direct(offset, length, CopyingFill(scratch))
+            else:
+                node.pwrite(offset, bytes([pattern]) * length)
+            if index == len(ops) // 2:
+                node.flush()
+    finally:
+        os.close(scratch)
     graph.delete("w")
 
 
@@ -94,6 +144,119 @@ def test_random_writes_match_qemu_io(graph: BlockGraph, tmp_path: Path, cluster_
     image = make_qcow2(tmp_path / "w.qcow2", SIZE, backing=backing, cluster_size=cluster_size,
                        compat=compat)
     assert_same_as_qemu(graph, image, random_writes(cluster_size + len(compat)), tmp_path)
+
+
+@pytest.mark.parametrize("cluster_size", [512, 64 * KiB, 2 * MiB])
+@pytest.mark.parametrize("with_backing", [False, True])
+def test_direct_writes_match_qemu_io(graph: BlockGraph, tmp_path: Path, cluster_size: int,
+                                     with_backing: bool) -> None:
+    """write_direct (data copied file to file into the image) mixed with pwrite and
+    zero writes: what qemu-io makes of the same writes, clean and leak-free."""
+    backing = None
+    if with_backing:
+        backing = make_qcow2(tmp_path / "base.qcow2", SIZE)
+        qemu_io(backing, "write -P 7 0 16M")
+    image = make_qcow2(tmp_path / "w.qcow2", SIZE, backing=backing, cluster_size=cluster_size)
+    assert_same_as_qemu(graph, image, random_writes(cluster_size + 3, direct=0.6), tmp_path)
+
+
+def test_direct_writes_over_compressed_and_snapshot_clusters(graph: BlockGraph,
+                                                             tmp_path: Path) -> None:
+    """Clusters write_direct does not own (compressed, shared with a snapshot) get
+    new ones, partly written clusters keep their old bytes, the snapshot stays."""
+    plain = make_qcow2(tmp_path / "plain.qcow2", SIZE)
+    qemu_io(plain, "write -P 1 0 16M")
+    image = tmp_path / "w.qcow2"
+    run("qemu-img", "convert", "-c", "-O", "qcow2", str(plain), str(image))
+    qemu_io(image, "write -P 2 4M 4M")
+    run("qemu-img", "snapshot", "-c", "before", str(image))
+    frozen = tmp_path / "frozen.raw"
+    run("qemu-img", "convert", "-O", "raw", str(image), str(frozen))
+    ops = [("direct", offset, length, pattern)
+           for _, offset, length, pattern in random_writes(8, count=30)]
+    assert_same_as_qemu(graph, image, ops, tmp_path)
+    run("qemu-img", "snapshot", "-a", "before", str(image))
+    check(image)
+    run("qemu-img", "compare", "-F", "raw", str(image), str(frozen))
+
+
+def test_failed_direct_write_changes_nothing(graph: BlockGraph, tmp_path: Path) -> None:
+    """A fill that fails half way: no L2 entry moved, the new clusters freed again
+    (no leak), and the image reads as before; clusters it owns may hold part of
+    the new bytes, as after a failed pwrite."""
+    base = make_qcow2(tmp_path / "base.qcow2", SIZE)
+    qemu_io(base, "write -P 7 0 16M")
+    image = make_qcow2(tmp_path / "w.qcow2", SIZE, backing=base)
+    qemu_io(image, "write -P 3 1M 1M")
+    before = raw_content(image, tmp_path / "before.raw")
+
+    node = graph.add(qcow2_opts("w", image))
+    for offset, length in ((4 * MiB + 4096, 3 * MiB), (0, 512 * KiB)):
+        with pytest.raises(OSError, match="Invalid cross-device link"):
+            node.write_direct(offset, length, FailingFill())
+    graph.delete("w")
+    report = check(image)
+    assert report.get("leaks", 0) == 0, report
+    assert raw_content(image, tmp_path / "after.raw") == before
+
+
+def test_copies_into_qcow2_go_file_to_file(graph: BlockGraph, tmp_path: Path) -> None:
+    """The copy engine puts data into a qcow2 target with write_direct: a raw source
+    lands unchanged, and so does a qcow2 chain (its host extents come from the
+    image that holds each run), with unaligned chunks and holes in between."""
+    source = make_image(tmp_path / "s.raw", SIZE,
+                        [(0, 3 * MiB + 100), (5 * MiB + 512, 2 * MiB), (12 * MiB, 4 * MiB)],
+                        seed=4)
+    chain = make_chain(tmp_path, 2, size=SIZE, cluster_size=4096)
+    for name, src in (("raw", graph.add(raw_opts("sraw", source, **{"read-only": True}))),
+                      ("chain", graph.add(qcow2_opts("schain", chain[-1],
+                                                     **{"read-only": True})))):
+        target = make_qcow2(tmp_path / f"t-{name}.qcow2", SIZE, cluster_size=16 * KiB)
+        dst = graph.add(qcow2_opts(f"t{name}", target))
+        written: list[tuple[int, int]] = []
+        original = dst.write_direct
+
+        def spy(offset: int, length: int, fill: HostFill, *,
+                known_nonzero: bool = False, original: Any = original,
+                written: list[tuple[int, int]] = written) -> bool:
+            written.append((offset, length))
+            result: bool = original(offset, length, fill, known_nonzero=known_nonzero)
+            return result
+
+        dst.write_direct = spy  # type: ignore[method-assign]
+        for offset in range(0, SIZE, 3 * MiB + 4096):
+            copy_chunk(src, dst, offset, min(3 * MiB + 4096, SIZE - offset),
+                       write_behind=name == "chain")
+        graph.delete(f"t{name}")
+        assert written, name
+        report = check(target)
+        assert report.get("leaks", 0) == 0, report
+        expected = source if name == "raw" else chain[-1]
+        fmt = "raw" if name == "raw" else "qcow2"
+        run("qemu-img", "compare", "-f", fmt, "-F", "qcow2", str(expected), str(target))
+
+
+def test_detect_zeroes_target_gets_no_zero_data(graph: BlockGraph, tmp_path: Path) -> None:
+    """A target with detect-zeroes (drive-backup's) takes nonzero data file to file
+    and still turns a write step (16 MiB) of data that is all zero into zero
+    clusters, as the buffered path's pwrite does."""
+    source = tmp_path / "s.raw"
+    rng = random.Random(2)
+    with source.open("wb") as out:
+        out.write(rng.randbytes(16 * MiB))
+        out.write(bytes(16 * MiB))  # allocated, but zeroes
+        out.write(bytes(4096) + rng.randbytes(16 * MiB - 4096))  # zero first, then not
+    src = graph.add(raw_opts("s", source, **{"read-only": True}))
+    target = make_qcow2(tmp_path / "t.qcow2", 48 * MiB)
+    dst = graph.add(qcow2_opts("t", target, **{"detect-zeroes": "unmap", "discard": "unmap"}))
+    # Block status calls it all data; the target node decides what is zero.
+    assert copy_chunk(src, dst, 0, 48 * MiB, target_zeroed=True).copied == 48 * MiB
+    graph.delete("t")
+    check(target)
+    run("qemu-img", "compare", "-f", "raw", "-F", "qcow2", str(source), str(target))
+    mapping = json.loads(run("qemu-img", "map", "--output=json", str(target)))
+    data = [(extent["start"], extent["length"]) for extent in mapping if extent["data"]]
+    assert data == [(0, 16 * MiB), (32 * MiB, 16 * MiB)], mapping
 
 
 def test_refcount_table_grows(graph: BlockGraph, tmp_path: Path) -> None:
@@ -214,29 +377,44 @@ def test_autoclear_bits_are_cleared_on_write(graph: BlockGraph, tmp_path: Path) 
 # Section: kill -9 while writing
 
 WRITER = textwrap.dedent("""
-    import sys
-    from qjobd.block import BlockGraph
+    import os, sys
+    from qjobd.block import BlockGraph, copy_chunk
     graph = BlockGraph()
     node = graph.add({"driver": "qcow2", "node-name": "w",
                       "file": {"driver": "file", "filename": sys.argv[1]}})
     step = int(sys.argv[2])
+    copy = sys.argv[3] == "copy"
+    if copy:
+        # Each step's bytes go into a raw file first, then through the copy engine
+        # (copy_file_range into new clusters, write_direct).
+        source = sys.argv[1] + ".src"
+        fd = os.open(source, os.O_RDWR | os.O_CREAT, 0o600)
+        os.ftruncate(fd, node.length())
+        src = graph.add({"driver": "raw", "node-name": "s",
+                         "file": {"driver": "file", "filename": source}})
     for index in range(node.length() // step):
-        node.pwrite(index * step, bytes([index % 250 + 1]) * step)
+        data = bytes([index % 250 + 1]) * step
+        if copy:
+            os.pwrite(fd, data, index * step)
+            copy_chunk(src, node, index * step, step, write_behind=index % 2 == 0)
+        else:
+            node.pwrite(index * step, data)
         if index % 5 == 4:
             node.flush()
             print(index, flush=True)
 """)
 
 
+@pytest.mark.parametrize("how", ["pwrite", "copy"])
 @pytest.mark.parametrize("cluster_size", [4 * KiB, 64 * KiB])
-def test_kill_9_while_writing_leaves_a_consistent_image(tmp_path: Path,
-                                                         cluster_size: int) -> None:
+def test_kill_9_while_writing_leaves_a_consistent_image(tmp_path: Path, cluster_size: int,
+                                                         how: str) -> None:
     rng = random.Random(cluster_size)
     for round_number in range(10):
         image = make_qcow2(tmp_path / f"k{round_number}.qcow2", 64 * MiB,
                            cluster_size=cluster_size)
         step = rng.choice([3000, 70 * KiB, 300 * KiB])
-        process = subprocess.Popen([sys.executable, "-c", WRITER, str(image), str(step)],
+        process = subprocess.Popen([sys.executable, "-c", WRITER, str(image), str(step), how],
                                    stdout=subprocess.PIPE, text=True)
         assert process.stdout is not None
         flushed = -1
@@ -339,3 +517,39 @@ def test_growing_keeps_data_and_snapshots(graph: BlockGraph, tmp_path: Path,
         node.grow(2 * MiB)
     graph.delete("v2")
     check(v2)
+
+
+@pytest.fixture
+def other_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A directory on another filesystem than ``tmp_path`` (tmpfs): copy_file_range
+    between the two fails with EXDEV."""
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == tmp_path.stat().st_dev:
+        pytest.skip("no second filesystem to copy from")
+    directory = Path(tempfile.mkdtemp(dir=shm))
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_copy_falls_back_when_the_kernel_refuses(graph: BlockGraph, tmp_path: Path,
+                                                 other_filesystem: Path) -> None:
+    """copy_file_range across filesystems (EXDEV): found before the target allocates
+    anything, and the buffered path writes the data instead (the image holds its
+    data once, not a freed attempt besides)."""
+    source = make_image(other_filesystem / "s.raw", SIZE,
+                        [(100, 3 * MiB), (9 * MiB, 5 * MiB + 7)], seed=5)
+    base = make_qcow2(tmp_path / "base.qcow2", SIZE)
+    qemu_io(base, "write -P 9 0 16M")
+    target = make_qcow2(tmp_path / "t.qcow2", SIZE, backing=base, cluster_size=4096)
+    src = graph.add(raw_opts("s", source, **{"read-only": True}))
+    dst = graph.add(qcow2_opts("t", target))
+    for offset in range(0, SIZE, 2 * MiB + 512):
+        copy_chunk(src, dst, offset, min(2 * MiB + 512, SIZE - offset))
+    graph.delete("t")
+    report = check(target)
+    assert report.get("leaks", 0) == 0, report
+    run("qemu-img", "compare", "-f", "raw", "-F", "qcow2", str(source), str(target))
+    # The written 4 KiB clusters, and a little metadata: nothing allocated twice.
+    assert report["image-end-offset"] <= 9 * MiB, report

@@ -161,3 +161,49 @@ def test_kill_9_during_stream_keeps_what_the_guest_sees(tmp_path: Path) -> None:
         kill_9_after(directory / "d.sock", actions)
         assert_not_corrupt(top)
         assert raw_content(top, directory / "after.raw") == before, round_number
+
+
+def error_exchanges(socket: Path, directory: Path) -> list[Any]:
+    """Streams of a chain whose base fails reads (blkdebug under l0), with on-error
+    report and stop: the events, and the job as a stopped one shows it.  (With
+    ignore, QEMU's stream skips the failed step and ends with the error; qjobd
+    retries it, as commit does in both.)"""
+    images = make_chain(directory, 2, absolute=True)
+    seen: list[Any] = []
+    # A data cluster of l0 some steps into the image (qemu-img allocates them in
+    # order after the metadata), so that progress stops part way.
+    sector = (2 * MiB + 128 * KiB) // 512
+    with Client(socket) as c:
+        for index, (policy, once) in enumerate((("report", False), ("stop", True))):
+            c.ok("blockdev-add", {
+                "driver": "qcow2", "node-name": f"l0-{index}", "read-only": True,
+                "file": {"driver": "blkdebug", "image": {
+                    "driver": "file", "filename": str(images[0])},
+                    "inject-error": [{"event": "read_aio", "errno": 5, "sector": sector,
+                                      "once": once}]}})
+            c.ok("blockdev-add", qcow2_opts(f"l1-{index}", images[1],
+                                            backing=f"l0-{index}", **{"read-only": True}))
+            top = directory / f"top{index}.qcow2"
+            top.write_bytes(images[2].read_bytes())
+            c.ok("blockdev-add", qcow2_opts(f"top-{index}", top, backing=f"l1-{index}"))
+            job = f"s{index}"
+            c.ok("block-stream", {"job-id": job, "device": f"top-{index}",
+                                  "on-error": policy})
+            if policy == "stop":
+                c.wait_status(job, "paused")
+                seen.append(c.ok("query-block-jobs"))
+                c.ok("job-resume", {"id": job})
+            c.wait_status(job, "null")
+            seen.append([(e["event"], e["data"]) for e in c.events
+                         if e["event"] != "JOB_STATUS_CHANGE"])
+            seen.append(without_drain_pairs(c.statuses(job)))
+            c.forget_events()
+    return seen
+
+
+@pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon not installed")
+def test_read_errors_like_qsd(tmp_path: Path) -> None:
+    """A failing read stops the walk at the step it is in, whatever the policy:
+    the same events, progress and statuses as QSD's."""
+    theirs, ours = on_both_daemons(tmp_path, error_exchanges)
+    assert ours == theirs

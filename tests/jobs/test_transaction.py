@@ -43,12 +43,13 @@ def test_grouped_cancel_aborts_both(qjobd_socket: Path, tmp_path: Path) -> None:
         assert [e["data"] for e in c.events[:2]] == [
             {"status": "created", "id": "t1"}, {"status": "created", "id": "t2"}]
         c.wait_status("t1", "waiting")
-        # A job in the middle of a copy reacts after the reply (in QEMU too); one
-        # sleeping off its speed limit reacts before it, which is what is checked.
+        # t2 sleeps for its speed limit (a cancel that finds a chunk in flight waits
+        # for it, in QSD too, and its events come after the reply).
         deadline = time.monotonic() + 10
-        while any(j["busy"] for j in c.ok("query-block-jobs") if j["device"] == "t2"):
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        while (job := next(j for j in c.ok("query-block-jobs") if j["device"] == "t2"))[
+                "busy"] or not job["offset"]:
+            assert time.monotonic() < deadline, job
+            time.sleep(0.001)
         assert c.raw("job-cancel", {"id": "t2"}) == '{"return": {}}'
         # Everything happened before the reply, in QSD's order.
         tail = [(e["event"], e["data"]) for e in c.events[-8:]]

@@ -17,7 +17,7 @@ import os
 import struct
 import threading
 import zlib
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from qjobd.block.qcow2 import header as hdr
 from qjobd.block.qcow2 import shadow
@@ -69,6 +69,32 @@ class ReadBelow(Protocol):
     backing chain, or zeroes without one)."""
 
     def __call__(self, offset: int, buffer: memoryview, /) -> None: ...
+
+
+class Fill(Protocol):
+    """Puts the new guest bytes at ``guest`` (``count`` of them) into the image file
+    at host offset ``host`` by itself (copy_file_range from another file)."""
+
+    def __call__(self, guest: int, host: int, count: int, /) -> None: ...
+
+
+class _Placement(NamedTuple):
+    """Where one write step's bytes go: clusters this image owns (``in_place``), or
+    a new contiguous run of host clusters whose L2 entries are set once the data is
+    in it."""
+
+    table_offset: int
+    table: array.array[int]
+    l2_index: int
+    #: Where in its first cluster the step starts.
+    within: int
+    #: Guest bytes the step covers.
+    step: int
+    #: Clusters the step touches.
+    clusters: int
+    #: Host offset of the step's first cluster.
+    host: int
+    in_place: bool
 
 
 def _eio(message: str) -> OSError:
@@ -342,12 +368,43 @@ class Qcow2Image:
             self._maybe_write_back()
 
     def _write_step(self, position: int, data: memoryview, read_below: ReadBelow) -> int:
+        place = self._place(position, len(data))
+        bits = self.geometry.cluster_bits
+        size = self.cluster_size
+        within, step, count, host = place.within, place.step, place.clusters, place.host
+        if place.in_place:
+            self.storage.pwrite(host + within, data[:step])
+            return step
+        head = within != 0
+        tail = (within + step) & (size - 1) != 0
+        if not head and not tail:
+            self.storage.pwrite(host, data[:step])
+        else:
+            buffer = bytearray(count << bits)
+            view = memoryview(buffer)
+            guest = position - within
+            if head:
+                self._old_cluster(place.table[place.l2_index], guest, view[:size], read_below)
+            if tail and (count > 1 or not head):
+                last = count - 1
+                self._old_cluster(place.table[place.l2_index + last], guest + (last << bits),
+                                  view[last << bits:(last + 1) << bits], read_below)
+            view[within:within + step] = data[:step]
+            self.storage.pwrite(host, view)
+        self._install(place)
+        return step
+
+    def _place(self, position: int, length: int) -> _Placement:
+        """Where the next step of a write at ``position`` goes (at most ``length``
+        bytes, one L2 table, MAX_WRITE_STEP): the run of clusters this image owns
+        there, written in place, or else the run of clusters it does not own, which
+        gets new contiguous host clusters (allocated here, refcounts raised)."""
         geometry = self.geometry
         bits = geometry.cluster_bits
         size = self.cluster_size
         l1_index, l2_index, within = geometry.split(position)
         table_left = ((geometry.l2_entries - l2_index) << bits) - within
-        length = min(len(data), table_left, MAX_WRITE_STEP)
+        length = min(length, table_left, MAX_WRITE_STEP)
         clusters = ((within + length - 1) >> bits) + 1
         table_offset, table = self._writable_table(l1_index)
         first = table[l2_index]
@@ -359,34 +416,88 @@ class Qcow2Image:
                 count += 1
             step = min(length, (count << bits) - within)
             self._spare_metadata(host + within, step)
-            self.storage.pwrite(host + within, data[:step])
-            return step
-        count = 1
-        while count < clusters and not self._in_place(table[l2_index + count]):
-            count += 1
+            return _Placement(table_offset, table, l2_index, within, step, count, host, True)
+        entries = table[l2_index:l2_index + clusters]
+        if entries.count(0) == clusters:
+            count = clusters  # nothing allocated there (the usual copy target)
+        else:
+            count = 1
+            while count < clusters and not self._in_place(entries[count]):
+                count += 1
         step = min(length, (count << bits) - within)
         host = self.refcounts.allocate(count)
-        head = within != 0
-        tail = (within + step) & (size - 1) != 0
-        if not head and not tail:
-            self.storage.pwrite(host, data[:step])
-        else:
-            buffer = bytearray(count << bits)
-            view = memoryview(buffer)
-            guest = position - within
-            if head:
-                self._old_cluster(table[l2_index], guest, view[:size], read_below)
-            if tail and (count > 1 or not head):
-                last = count - 1
-                self._old_cluster(table[l2_index + last], guest + (last << bits),
-                                  view[last << bits:(last + 1) << bits], read_below)
-            view[within:within + step] = data[:step]
-            self.storage.pwrite(host, view)
-        for index in range(count):
-            self._drop(table[l2_index + index])
-            table[l2_index + index] = (host + (index << bits)) | COPIED
-        self._dirty_l2.add(table_offset)
-        return step
+        return _Placement(table_offset, table, l2_index, within, step, count, host, False)
+
+    def _install(self, place: _Placement) -> None:
+        """Point the L2 entries of a placed step at its new clusters (their data is
+        in the file already); the clusters they held are freed later."""
+        bits = self.geometry.cluster_bits
+        first, end = place.l2_index, place.l2_index + place.clusters
+        table = place.table
+        old = table[first:end]
+        if old.count(0) != len(old):
+            for entry in old:
+                if entry:
+                    self._drop(entry)
+        start = place.host | COPIED
+        table[first:end] = array.array("Q", range(start, start + (place.clusters << bits),
+                                                  1 << bits))
+        self._dirty_l2.add(place.table_offset)
+
+    def write_direct(self, offset: int, length: int, fill: Fill, read_below: ReadBelow) -> None:
+        """Write a guest range whose bytes ``fill`` puts into the image file itself.
+
+        The copy engine's path into qcow2 (no Python buffers): clusters this image
+        owns get their bytes where they are; the others get a new contiguous run of
+        host clusters, into which the old bytes of partly written clusters are
+        copied and ``fill`` puts the new ones, and only then do the L2 entries point
+        at it, as :meth:`write` does.  If ``fill`` fails, the new run is freed again
+        and no entry changes.  The lock is held throughout, so ``fill`` must not
+        read through this image (give it host offsets found beforehand).
+        """
+        done = 0
+        with self._lock:
+            while done < length:
+                done += self._direct_step(offset + done, length - done, fill, read_below)
+            self._maybe_write_back()
+
+    def _direct_step(self, position: int, length: int, fill: Fill,
+                     read_below: ReadBelow) -> int:
+        place = self._place(position, length)
+        if place.in_place:
+            fill(position, place.host + place.within, place.step)
+            return place.step
+        try:
+            self._keep_old_edges(place, position, read_below)
+            fill(position, place.host + place.within, place.step)
+        except BaseException:
+            first = place.host >> self.geometry.cluster_bits
+            self.refcounts.free_later(list(range(first, first + place.clusters)))
+            raise
+        self._install(place)
+        return place.step
+
+    def _keep_old_edges(self, place: _Placement, position: int, read_below: ReadBelow) -> None:
+        """Copy on write for a placed step: the bytes of its first and last clusters
+        that it does not cover get what those clusters read now."""
+        bits = self.geometry.cluster_bits
+        size = self.cluster_size
+        within, count, host = place.within, place.clusters, place.host
+        tail = (within + place.step) & (size - 1)
+        if not within and not tail:
+            return
+        view = memoryview(bytearray(size))
+        guest = position - within
+        if within:
+            self._old_cluster(place.table[place.l2_index], guest, view, read_below)
+            self.storage.pwrite(host, view[:within])
+            if count == 1 and tail:
+                self.storage.pwrite(host + tail, view[tail:])
+        if tail and (count > 1 or not within):
+            last = count - 1
+            self._old_cluster(place.table[place.l2_index + last], guest + (last << bits), view,
+                              read_below)
+            self.storage.pwrite(host + (last << bits) + tail, view[tail:])
 
     def write_zeroes(self, offset: int, length: int, may_unmap: bool, has_backing: bool,
                      read_below: ReadBelow) -> None:

@@ -26,6 +26,7 @@ from qjobd.block.node import (
     ChildOpener,
     CommonOptions,
     Edge,
+    HostFill,
     Perm,
 )
 from qjobd.block.qcow2.image import Qcow2Image
@@ -166,17 +167,54 @@ class Qcow2Node(BlockNode):
             done += run.length
 
     def host_extent(self, offset: int, length: int) -> tuple[int, int, int] | None:
-        """A run of data clusters, where the file child is a plain file."""
+        """A run of data clusters, where the file child is a plain file; where this
+        image allocates nothing, the backing node's answer (that is what it shows)."""
         if self.detect_zeroes != "off" or offset >= self.length():
+            return None
+        run = self.image.map(offset, min(length, self.length() - offset))
+        if run.kind is Kind.UNALLOCATED:
+            backing = self.backing
+            if backing is None or offset >= backing.length():
+                return None
+            return backing.host_extent(offset, min(run.length, backing.length() - offset))
+        if run.kind is not Kind.DATA:
             return None
         passthrough = self.file.passthrough_fd()
         if passthrough is None:
             return None
-        run = self.image.map(offset, min(length, self.length() - offset))
-        if run.kind is not Kind.DATA:
-            return None
         fd, shift = passthrough
         return fd, run.host + shift, run.length
+
+    def write_direct(self, offset: int, length: int, fill: HostFill, *,
+                     known_nonzero: bool = False) -> bool:
+        """Data straight into the image file, where the file child is a plain file:
+        :meth:`Qcow2Image.write_direct` places it (new clusters get their L2 entries
+        once the data is in them)."""
+        if self.detect_zeroes != "off" and not known_nonzero:
+            return False
+        file = self.file
+        passthrough = file.passthrough_fd()
+        if passthrough is None:
+            return False
+        self._check_write(offset, length)
+        if not length:
+            return True
+        self._check_inside(offset, length)
+        fd, shift = passthrough
+        fill.check(fd)  # before clusters are allocated for nothing
+
+        def put(guest: int, host: int, count: int) -> None:
+            try:
+                fill(fd, host + shift, guest, count)
+            finally:
+                file.mark_written(host, count)
+
+        self._bump_gen()
+        try:
+            self.image.write_direct(offset, length, put, self._read_below)
+        finally:
+            self._record_write(offset, length)
+        return True
 
     def _read_backing(self, offset: int, buffer: memoryview) -> None:
         backing = self.backing
