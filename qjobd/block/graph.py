@@ -499,12 +499,9 @@ class BlockGraph:
             edge.perm, edge.shared = parent.child_perm(edge, cperm, cshared)
             parent.child_edges.append(edge)
         node.parents.insert(0, edge)
-        changes: list[tuple[Edge, Perm, Perm]] = []
         try:
-            self._refresh(node, changes)
+            self._refresh_or_restore(node, [])
         except BaseException:
-            for changed, old_perm, old_shared in reversed(changes):
-                changed.perm, changed.shared = old_perm, old_shared
             node.parents.remove(edge)
             if parent is not None:
                 parent.child_edges.remove(edge)
@@ -531,17 +528,17 @@ class BlockGraph:
     def _set_edge_perms(self, edge: Edge, perm: Perm, shared: Perm) -> None:
         changes: list[tuple[Edge, Perm, Perm]] = [(edge, edge.perm, edge.shared)]
         edge.perm, edge.shared = perm, shared
-        try:
-            self._refresh(edge.node, changes)
-        except BaseException:
-            for changed, old_perm, old_shared in reversed(changes):
-                changed.perm, changed.shared = old_perm, old_shared
-            raise
+        self._refresh_or_restore(edge.node, changes)
 
     def refresh_perms(self, node: BlockNode) -> None:
         """bdrv_child_refresh_perms: what ``node`` needs of its children changed (a
         job filter that stops); raises QMPError and changes nothing on conflict."""
-        changes: list[tuple[Edge, Perm, Perm]] = []
+        self._refresh_or_restore(node, [])
+
+    def _refresh_or_restore(self, node: BlockNode,
+                            changes: list[tuple[Edge, Perm, Perm]]) -> None:
+        """:meth:`_refresh`, and on a conflict every edge's perms put back as
+        ``changes`` recorded them (the old values, oldest first)."""
         try:
             self._refresh(node, changes)
         except BaseException:

@@ -160,10 +160,9 @@ def test_direct_writes_match_qemu_io(graph: BlockGraph, tmp_path: Path, cluster_
     assert_same_as_qemu(graph, image, random_writes(cluster_size + 3, direct=0.6), tmp_path)
 
 
-def test_direct_writes_over_compressed_and_snapshot_clusters(graph: BlockGraph,
-                                                             tmp_path: Path) -> None:
-    """Clusters write_direct does not own (compressed, shared with a snapshot) get
-    new ones, partly written clusters keep their old bytes, the snapshot stays."""
+def compressed_with_snapshot(tmp_path: Path) -> tuple[Path, Path]:
+    """A compressed image, partly rewritten, with snapshot "before" of it; and a raw
+    copy of what the snapshot holds."""
     plain = make_qcow2(tmp_path / "plain.qcow2", SIZE)
     qemu_io(plain, "write -P 1 0 16M")
     image = tmp_path / "w.qcow2"
@@ -172,6 +171,14 @@ def test_direct_writes_over_compressed_and_snapshot_clusters(graph: BlockGraph,
     run("qemu-img", "snapshot", "-c", "before", str(image))
     frozen = tmp_path / "frozen.raw"
     run("qemu-img", "convert", "-O", "raw", str(image), str(frozen))
+    return image, frozen
+
+
+def test_direct_writes_over_compressed_and_snapshot_clusters(graph: BlockGraph,
+                                                             tmp_path: Path) -> None:
+    """Clusters write_direct does not own (compressed, shared with a snapshot) get
+    new ones, partly written clusters keep their old bytes, the snapshot stays."""
+    image, frozen = compressed_with_snapshot(tmp_path)
     ops = [("direct", offset, length, pattern)
            for _, offset, length, pattern in random_writes(8, count=30)]
     assert_same_as_qemu(graph, image, ops, tmp_path)
@@ -272,14 +279,7 @@ def test_writes_over_compressed_and_snapshot_clusters(graph: BlockGraph,
                                                       tmp_path: Path) -> None:
     """Compressed clusters and clusters shared with a snapshot are copied, not
     overwritten: the snapshot still reads as it was taken."""
-    plain = make_qcow2(tmp_path / "plain.qcow2", SIZE)
-    qemu_io(plain, "write -P 1 0 16M")
-    image = tmp_path / "w.qcow2"
-    run("qemu-img", "convert", "-c", "-O", "qcow2", str(plain), str(image))
-    qemu_io(image, "write -P 2 4M 4M")
-    run("qemu-img", "snapshot", "-c", "before", str(image))
-    frozen = tmp_path / "frozen.raw"
-    run("qemu-img", "convert", "-O", "raw", str(image), str(frozen))
+    image, frozen = compressed_with_snapshot(tmp_path)
     assert_same_as_qemu(graph, image, random_writes(5, count=30), tmp_path)
     # Going back to the snapshot gives exactly what it held.
     run("qemu-img", "snapshot", "-a", "before", str(image))
