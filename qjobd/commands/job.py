@@ -118,13 +118,13 @@ async def x_query_job_history(context: CommandContext, arguments: Any) -> Any:
         raise QMPError(f"Job history is not available: {error}") from None
     # Jobs that still exist are shown as they are now, not as last written.
     live = {job.key: job for job in services.jobs.jobs.values()}
-    infos = []
+    infos: list[dict[str, Any]] = []
     for key, info in rows:
+        if limit is not None and len(infos) >= limit:
+            break
         job = live.get(key)
         if job is not None:
             info = detailed_info(job)
         if wanted(info):
             infos.append(info)
-            if limit is not None and len(infos) >= limit:
-                break
     return services.model.structure("JobInfoList", infos)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -167,6 +168,9 @@ class JobHistory:
         if self._db is not None:
             return self._db
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Private like the socket: the arguments of jobs name files.  (SQLite gives
+        # its journal files the database's mode.)
+        os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
         db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, check_same_thread=False,
                              isolation_level=None)
         try:

@@ -284,7 +284,9 @@ class Job:
 
     @property
     def rate(self) -> int:
-        """Progress per second over the last few seconds."""
+        """Progress per second over the last few seconds; 0 once the work is over."""
+        if self.is_completed:
+            return 0
         return self.meter.rate(time.monotonic())
 
     # Section: used by drivers inside run()
