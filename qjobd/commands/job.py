@@ -85,9 +85,23 @@ async def query_jobs(context: CommandContext, arguments: Any) -> Any:
     return model.structure("JobInfoList", infos)
 
 
+async def _concluded_in_history(context: CommandContext, job_id: str) -> Any:
+    """The newest concluded job called ``job_id`` in the history, or None."""
+    history = context.services.history
+    if history is None:
+        return None
+    try:
+        rows = await history.query()
+    except HistoryUnavailable:
+        return None
+    for _key, info in rows:
+        if info["id"] == job_id:
+            return info if info["status"] == JobStatus.CONCLUDED.value else None
+    return None
+
+
 @handler("x-job-wait")
 async def x_job_wait(context: CommandContext, arguments: Any) -> Any:
-    job = find_job(context, arguments.id)
     timeout = arguments.timeout
     if timeout < 0:
         raise QMPError("Parameter 'timeout' expects a non-negative value")
@@ -95,6 +109,14 @@ async def x_job_wait(context: CommandContext, arguments: Any) -> Any:
         statuses = {JobStatus.CONCLUDED, JobStatus.NULL}
     else:
         statuses = {JobStatus(value(status)) for status in arguments.statuses}
+    job = context.services.jobs.find(arguments.id)
+    if job is None:
+        # A job that concluded and went away just before the wait began.
+        if JobStatus.CONCLUDED in statuses:
+            info = await _concluded_in_history(context, arguments.id)
+            if info is not None:
+                return context.services.model.structure("JobInfo", info)
+        raise QMPError("Job not found")
     info = await job.wait_for_status(statuses, timeout, detailed_info)
     if info is None:
         names = ", ".join(sorted(status.value for status in statuses))

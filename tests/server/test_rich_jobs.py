@@ -319,8 +319,11 @@ def test_job_wait_answers_when_concluded_with_events_meanwhile(qjobd_socket: Pat
         assert info["current-progress"] == 4 * MiB
         assert set(info) == (PLAIN | EXTENSION | {"time-finished"}) - {"started-by"}
         assert info["progress-description"] == "Finished: copied 4 MiB"
-        # Gone now: job-* wording.
-        assert c.error("x-job-wait", {"id": "bk", "timeout": 1}) == "Job not found"
+        # Gone now: answered from the history, or with job-* wording.
+        assert c.ok("x-job-wait", {"id": "bk", "timeout": 1}) == info
+        assert c.error("x-job-wait", {"id": "bk", "statuses": ["running"],
+                                      "timeout": 1}) == "Job not found"
+        assert c.error("x-job-wait", {"id": "nosuch", "timeout": 1}) == "Job not found"
 
 
 def test_job_wait_for_statuses_and_timeout(qjobd_socket: Path, tmp_path: Path) -> None:
@@ -347,3 +350,27 @@ def test_job_wait_for_statuses_and_timeout(qjobd_socket: Path, tmp_path: Path) -
         assert reply["return"]["progress-description"].startswith("Paused after ")
         other.ok("job-cancel", {"id": "bk"})
         c.wait_status("bk", "null")
+
+
+def test_mirror_details_when_ready_and_after_complete(qjobd_socket: Path,
+                                                      tmp_path: Path) -> None:
+    with Client(qjobd_socket) as c:
+        src = make_image(tmp_path / "src.raw", 4 * MiB, data=True)
+        dst = make_image(tmp_path / "dst.raw", 4 * MiB)
+        c.add_raw("src", src)
+        c.add_raw("dst", dst)
+        c.ok("blockdev-mirror", {"job-id": "m", "device": "src", "target": "dst",
+                                 "sync": "full"})
+        info = c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 30})
+        assert info["type"] == "mirror"
+        assert info["status"] == "ready"
+        assert info["progress-description"] == (
+            "In sync with its source; waiting for job-complete or job-cancel (4 MiB copied)")
+        assert "expected-end" not in info
+        assert info["command"] == "blockdev-mirror"
+        c.ok("job-complete", {"id": "m"})
+        info = c.ok("x-job-wait", {"id": "m", "timeout": 30})
+        assert info["status"] == "concluded"
+        assert info["rate"] == 0
+        assert [s["status"] for s in info["status-history"]] == [
+            "created", "running", "ready", "waiting", "pending", "concluded"]
