@@ -14,7 +14,7 @@ import trio
 from qjobd import __version__
 from qjobd.qapi.error import QAPIError
 from qjobd.server.daemon import Daemon
-from qjobd.server.listener import StartupError, default_socket_path
+from qjobd.server.listener import StartupError, default_history_path, default_socket_path
 
 __all__ = ["main"]
 
@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
         "--log-level", default="info",
         choices=["debug", "info", "warning", "error", "critical"],
         help="how much to log on stderr (default: info)",
+    )
+    parser.add_argument(
+        "--history", type=Path, default=None,
+        help="job history file (default: history.sqlite3 in SOCKET.state/, next to the socket)",
     )
     parser.add_argument("--version", action="version", version=f"qjobd {__version__}")
     return parser
@@ -62,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     socket_path = options.socket or default_socket_path()
     try:
-        daemon = Daemon()
+        daemon = Daemon(history_path=options.history or default_history_path(socket_path))
     except StartupError as error:
         print(str(error), file=sys.stderr)
         return 1

@@ -44,7 +44,8 @@ ROWS = {
 
 #: Modules that must stay free of trio (plain synchronous code).
 PURE = ("qjobd.qapi", "qjobd.protocol", "qjobd.model", "qjobd.block", "qjobd.jobs.fsm",
-        "qjobd.jobs.transaction", "qjobd.jobs.events", "qjobd.jobs.ratelimit")
+        "qjobd.jobs.transaction", "qjobd.jobs.events", "qjobd.jobs.ratelimit",
+        "qjobd.jobs.progress", "qjobd.jobs.filters", "qjobd.jobs.details")
 
 
 def module_name(path: Path) -> str:

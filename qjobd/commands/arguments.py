@@ -42,7 +42,7 @@ def block_job_options(context: CommandContext, arguments: Any) -> BlockJobOption
         auto_dismiss=bool(member("auto_dismiss", True)),
         on_source_error=member("on_source_error", "report"),
         on_target_error=member("on_target_error", "report"),
-        request_id=context.request_id,
+        origin=context.origin,
     )
 
 

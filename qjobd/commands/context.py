@@ -15,6 +15,8 @@ import attrs
 
 from qjobd.block.formats import FormatRegistry
 from qjobd.block.graph import BlockGraph
+from qjobd.jobs.history import JobHistory
+from qjobd.jobs.job import JobOrigin
 from qjobd.jobs.manager import JobManager
 from qjobd.model.registry import Model
 from qjobd.protocol.session import Session
@@ -38,13 +40,24 @@ class Services:
     introspection: list[Any]
     #: Ask the daemon to stop serving (``quit``).
     request_exit: Callable[[], None]
+    #: The persistent record of past jobs (None when the daemon keeps none).
+    history: JobHistory | None = None
 
 
 @attrs.define(slots=True)
 class CommandContext:
-    """One command's view: the services, its session, and the request's ``id``."""
+    """One command's view: the services, its session, and the request itself."""
 
     services: Services
     session: Session
     #: The ``id`` of the request being run, or None; recorded by jobs it starts.
     request_id: Any = None
+    #: The command being run and its arguments as sent (jobs record them too).
+    command: str | None = None
+    arguments: dict[str, Any] | None = None
+
+    @property
+    def origin(self) -> JobOrigin:
+        """What a job this command creates records about its start."""
+        return JobOrigin(request_id=self.request_id, uid=self.session.peer_uid,
+                         command=self.command, arguments=self.arguments)

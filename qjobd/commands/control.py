@@ -8,7 +8,7 @@ from qjobd import __version__
 from qjobd.commands.arguments import value
 from qjobd.commands.context import CommandContext
 from qjobd.commands.registry import handler
-from qjobd.errors import CommandNotFound
+from qjobd.errors import CommandNotFound, QMPError
 
 
 def version_info() -> dict[str, Any]:
@@ -44,3 +44,22 @@ async def query_commands(context: CommandContext, arguments: Any) -> list[Any]:
 @handler("quit")
 async def quit_(context: CommandContext, arguments: Any) -> None:
     context.services.request_exit()
+
+
+#: The capability x-qjobd-progress-interval configures.
+PROGRESS_CAPABILITY = "x-qjobd-progress"
+
+#: The bounds of x-qjobd-progress-interval, in milliseconds.
+PROGRESS_INTERVAL_RANGE = (10, 3_600_000)
+
+
+@handler("x-qjobd-progress-interval")
+async def x_qjobd_progress_interval(context: CommandContext, arguments: Any) -> None:
+    session = context.session
+    if PROGRESS_CAPABILITY not in session.capabilities:
+        raise QMPError(f"Capability '{PROGRESS_CAPABILITY}' is not enabled")
+    low, high = PROGRESS_INTERVAL_RANGE
+    milliseconds = arguments.milliseconds
+    if not low <= milliseconds <= high:
+        raise QMPError(f"Parameter 'milliseconds' expects a value from {low} to {high}")
+    session.progress_interval = milliseconds / 1000

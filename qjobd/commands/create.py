@@ -40,6 +40,6 @@ async def blockdev_create(context: CommandContext, arguments: Any) -> None:
     creation = services.formats.blockdev_creation(options.driver.value, options.u,
                                                   _NodeRefs(services))
     job = services.jobs.create(arguments.job_id, CreateDriver(creation), auto_dismiss=False,
-                               request_id=context.request_id)
+                               origin=context.origin)
     services.jobs.start(job)
     await job.settle()

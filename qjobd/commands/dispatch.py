@@ -83,7 +83,8 @@ class Dispatcher:
         model = self.services.model
         try:
             arguments = model.structure_args(call.command, call.arguments)
-            context = CommandContext(self.services, session, request_id)
+            context = CommandContext(self.services, session, request_id, call.command,
+                                     call.arguments)
             result = await HANDLERS[call.command](context, arguments)
             value = model.unstructure_return(call.command, result)
         except QMPError as error:

@@ -112,7 +112,7 @@ def _or_null(value: str | None) -> str:
 
 async def _start(context: CommandContext, job_id: str, driver: JobDriver) -> None:
     jobs = context.services.jobs
-    job = jobs.create(job_id, driver, auto_dismiss=False, request_id=context.request_id)
+    job = jobs.create(job_id, driver, auto_dismiss=False, origin=context.origin)
     jobs.start(job)
     await job.settle()
 

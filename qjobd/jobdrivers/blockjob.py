@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import errno
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from qjobd.block import PERM_ALL, PERM_NONE, BlockGraph, BlockNode, EdgeKind, OpBlocker, Perm
 from qjobd.block.graph import Permission
 from qjobd.errors import QMPError
-from qjobd.jobs.job import Job, JobDriver
+from qjobd.jobs.job import Job, JobDriver, JobOrigin
 
 if TYPE_CHECKING:
     from qjobd.jobs.manager import JobManager
@@ -50,8 +50,8 @@ class BlockJobOptions:
     #: BlockdevOnError values for read and write errors.
     on_source_error: str = "report"
     on_target_error: str = "report"
-    #: The ``id`` of the request that starts the job.
-    request_id: Any = None
+    #: Who starts the job, and with which command.
+    origin: JobOrigin | None = None
 
 
 def error_action(policy: str, error_number: int | None) -> str:
@@ -81,7 +81,7 @@ class BlockJobDriver(JobDriver):
         return jobs.create(
             common.job_id, self, txn=txn, auto_finalize=common.auto_finalize,
             auto_dismiss=common.auto_dismiss, speed=common.speed,
-            request_id=common.request_id,
+            origin=common.origin,
         )
 
     # Section: claims on nodes

@@ -24,6 +24,7 @@ class CreateDriver(JobDriver):
 
     job_type = "create"
     is_block_job = False
+    progress_unit = "steps"
 
     def __init__(self, creation: ImageCreation) -> None:
         self._creation = creation

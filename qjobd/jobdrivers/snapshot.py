@@ -20,6 +20,7 @@ class _SnapshotDriver(JobDriver):
     """Runs one of qjobd.block.internal_snapshots' ``all_*`` operations."""
 
     is_block_job = False
+    progress_unit = "steps"
 
     def __init__(self, work: Callable[[], None]) -> None:
         self._work = work

@@ -34,17 +34,20 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection
 from typing import Any, ClassVar, Protocol, TypeVar
 
+import attrs
 import trio
 
 from qjobd.errors import QJobdError, QMPError
 from qjobd.jobs.events import EventSink
 from qjobd.jobs.fsm import JobStatus, JobVerb, check_transition, check_verb
+from qjobd.jobs.progress import RateMeter
 from qjobd.jobs.ratelimit import RateLimiter
 
-__all__ = ["COMPLETED_STATUSES", "Job", "JobDriver", "JobFailed", "JobOwner"]
+__all__ = ["COMPLETED_STATUSES", "Job", "JobDriver", "JobFailed", "JobOrigin", "JobOwner"]
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +71,24 @@ class JobFailed(QJobdError):
         self.message = message
 
 
+@attrs.frozen
+class JobOrigin:
+    """Who started a job and how: what detailed job information reports."""
+
+    #: The ``id`` of the QMP request that created the job (None without one).
+    request_id: Any = None
+    #: The user id of the client, from its socket; None when not known.
+    uid: int | None = None
+    #: The command that created the job and its arguments as sent.
+    command: str | None = None
+    arguments: dict[str, Any] | None = None
+
+
 class JobOwner(Protocol):
     """Who a job reports to: the manager, which keeps jobs and their transactions."""
+
+    def job_changed(self, job: Job) -> None:
+        """The job entered a new status (already in :attr:`Job.status_history`)."""
 
     def job_finished(self, job: Job) -> None:
         """The job's driver returned (or never ran): complete it with its transaction."""
@@ -89,6 +108,9 @@ class JobDriver:
     job_type: ClassVar[str] = ""
     #: Block jobs are also visible to the block-job-* commands and send BLOCK_JOB_*.
     is_block_job: ClassVar[bool] = True
+    #: What the progress counts: "bytes" for the jobs that copy data, "steps" for
+    #: the others (0 of 1 until done); descriptions of the progress say it so.
+    progress_unit: ClassVar[str] = "bytes"
     #: Finish (waiting/aborting...) only after the command that woke the job has
     #: replied, as QEMU does when nothing drains the job from within the command:
     #: its exit runs from a bottom half (mirror after complete or cancel).
@@ -135,7 +157,7 @@ class Job:
         auto_finalize: bool = True,
         auto_dismiss: bool = True,
         speed: int = 0,
-        request_id: Any = None,
+        origin: JobOrigin | None = None,
     ) -> None:
         self._owner = owner
         self.events = events
@@ -143,12 +165,18 @@ class Job:
         self.driver = driver
         self.auto_finalize = auto_finalize
         self.auto_dismiss = auto_dismiss
-        #: The ``id`` of the QMP request that created the job (None without one).
-        self.request_id = request_id
+        self.origin = origin or JobOrigin()
+        #: Tells this job from any other, past or future, with the same id (history).
+        self.key = uuid.uuid4().hex
         self.status = JobStatus.UNDEFINED
+        #: Every status entered and when (wall-clock seconds), oldest first.
+        self.status_history: list[tuple[JobStatus, float]] = []
         #: Progress in bytes (or steps): current-progress / total-progress.
         self.progress_current = 0
         self.progress_total = 0
+        #: False until the driver has said how much work there is.
+        self.progress_known = False
+        self.meter = RateMeter(time.monotonic())
         #: Why the job failed (also "Operation canceled"), None while it has not.
         self.error: str | None = None
         self.failed = False
@@ -165,8 +193,12 @@ class Job:
         #: deferred_to_main_loop): what is left is completion.
         self.run_finished = False
         self.started = False
+        #: Wall-clock times of creation, start (running) and conclusion.
         self.created_at = time.time()
+        self.started_at: float | None = None
         self.finished_at: float | None = None
+        #: Called after every status change (x-job-wait).
+        self._watchers: list[Callable[[Job], None]] = []
         self._scope = trio.CancelScope()
         self._kick = trio.Event()
         self._settled = trio.Event()
@@ -182,13 +214,47 @@ class Job:
     def is_block_job(self) -> bool:
         return self.driver.is_block_job
 
+    @property
+    def request_id(self) -> Any:
+        """The ``id`` of the QMP request that created the job (None without one)."""
+        return self.origin.request_id
+
     # Section: status
 
     def _transition(self, status: JobStatus) -> None:
         """Move to ``status``; QEMU's table is asserted and real changes announced."""
         if check_transition(self.status, status):
             self.status = status
+            now = time.time()
+            self.status_history.append((status, now))
+            if status == JobStatus.CONCLUDED:
+                self.finished_at = now
             self.events.emit("JOB_STATUS_CHANGE", {"id": self.id, "status": status.value})
+            self._owner.job_changed(self)
+            for watcher in list(self._watchers):
+                watcher(self)
+
+    async def wait_for_status(self, statuses: Collection[JobStatus], seconds: float,
+                              capture: Callable[[Job], T]) -> T | None:
+        """``capture(self)`` as soon as the job is in one of ``statuses`` (now or
+        later); None when ``seconds`` pass first."""
+        if self.status in statuses:
+            return capture(self)
+        found: list[T] = []
+        reached = trio.Event()
+
+        def watch(job: Job) -> None:
+            if not found and job.status in statuses:
+                found.append(capture(job))
+                reached.set()
+
+        self._watchers.append(watch)
+        try:
+            with trio.move_on_after(seconds):
+                await reached.wait()
+        finally:
+            self._watchers.remove(watch)
+        return found[0] if found else None
 
     def check_verb(self, verb: JobVerb) -> None:
         check_verb(self.id, self.status, verb)
@@ -210,9 +276,18 @@ class Job:
 
     def progress_update(self, done: int) -> None:
         self.progress_current += done
+        self.meter.update(self.progress_current, time.monotonic())
 
     def progress_set_remaining(self, remaining: int) -> None:
         self.progress_total = self.progress_current + remaining
+        self.progress_known = True
+
+    @property
+    def rate(self) -> int:
+        """Progress per second over the last few seconds; 0 once the work is over."""
+        if self.is_completed:
+            return 0
+        return self.meter.rate(time.monotonic())
 
     # Section: used by drivers inside run()
 
@@ -304,6 +379,7 @@ class Job:
         """The manager is about to run :meth:`main` (QEMU's job_start)."""
         assert not self.started
         self.started = True
+        self.started_at = time.time()
         self.pause_count -= 1
         self._transition(JobStatus.RUNNING)
 
@@ -327,7 +403,6 @@ class Job:
             self._fail(failure)
         self.run_finished = True
         self.busy = False
-        self.finished_at = time.time()
         if self.driver.defer_exit:
             # A handler woken by _settled runs in the scheduler's next pass and
             # queues its reply without waiting; complete after that pass.

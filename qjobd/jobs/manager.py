@@ -10,13 +10,14 @@ is each job's :class:`~qjobd.jobs.job.JobOwner`: it hands a finished job to its
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from qjobd.errors import QMPError
 from qjobd.ids import id_wellformed
+from qjobd.jobs.details import progress_event
 from qjobd.jobs.events import EventSink
 from qjobd.jobs.fsm import JobStatus, JobVerb
-from qjobd.jobs.job import Job, JobDriver
+from qjobd.jobs.job import Job, JobDriver, JobOrigin
 from qjobd.jobs.transaction import Transaction
 
 if TYPE_CHECKING:
@@ -27,6 +28,13 @@ __all__ = ["JobManager"]
 logger = logging.getLogger(__name__)
 
 
+class JobRecorder(Protocol):
+    """Keeps a record of jobs (:class:`~qjobd.jobs.history.JobHistory`)."""
+
+    def record(self, job: Job) -> None:
+        """``job`` changed status: keep its detailed information as it is now."""
+
+
 class JobManager:
     """Owns every job, in creation order, by id."""
 
@@ -35,6 +43,8 @@ class JobManager:
         self.jobs: dict[str, Job] = {}
         self._transactions: dict[Job, Transaction] = {}
         self._nursery: trio.Nursery | None = None
+        #: Where every job's life is recorded, if anywhere.
+        self.history: JobRecorder | None = None
 
     def attach(self, nursery: trio.Nursery) -> None:
         """Give the manager the nursery its jobs will run in."""
@@ -65,7 +75,7 @@ class JobManager:
         auto_finalize: bool = True,
         auto_dismiss: bool = True,
         speed: int = 0,
-        request_id: Any = None,
+        origin: JobOrigin | None = None,
     ) -> Job:
         """Register a new job in ``created``; :meth:`start` sets it going.
 
@@ -75,7 +85,7 @@ class JobManager:
         self.check_new_id(job_id)
         job = Job(
             self, self.events, job_id, driver, auto_finalize=auto_finalize,
-            auto_dismiss=auto_dismiss, speed=max(speed, 0), request_id=request_id,
+            auto_dismiss=auto_dismiss, speed=max(speed, 0), origin=origin,
         )
         self.jobs[job_id] = job
         txn = txn or Transaction()
@@ -99,6 +109,14 @@ class JobManager:
         job.dismiss()
 
     # Section: JobOwner
+
+    def job_changed(self, job: Job) -> None:
+        if self.history is not None:
+            self.history.record(job)
+        if job.status == JobStatus.CONCLUDED:
+            # The last JOB_PROGRESS, for the clients that asked for them (the bus
+            # sends it to those only); the earlier ones come from each client's feed.
+            self.events.emit("JOB_PROGRESS", progress_event(job))
 
     def job_finished(self, job: Job) -> None:
         self._transactions[job].job_completed(job)

@@ -137,6 +137,12 @@ class Session:
         self.negotiated = False
         #: True when the client enabled the ``oob`` capability.
         self.oob_enabled = False
+        #: Every capability the client enabled.
+        self.capabilities: frozenset[str] = frozenset()
+        #: Seconds between two JOB_PROGRESS events about one job (x-qjobd-progress).
+        self.progress_interval = 0.5
+        #: The user id of the peer, when its socket tells (set by the edge).
+        self.peer_uid: int | None = None
 
     # Section: talking
 
@@ -157,7 +163,8 @@ class Session:
     def complete_negotiation(self, capabilities: Iterable[str]) -> None:
         """Enter command mode with the capabilities the client asked for."""
         self.negotiated = True
-        self.oob_enabled = "oob" in capabilities
+        self.capabilities = frozenset(capabilities)
+        self.oob_enabled = "oob" in self.capabilities
 
     def command_names(self) -> list[str]:
         """Commands this session can run now, as query-commands lists them."""

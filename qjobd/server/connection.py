@@ -46,6 +46,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import socket
+import struct
 import time
 from collections import deque
 from typing import Any, Final
@@ -55,7 +57,8 @@ from trio.lowlevel import ParkingLot
 
 from qjobd.commands.dispatch import Dispatcher
 from qjobd.protocol.session import Call, Reply, ReplyCache, Session
-from qjobd.server.events import EventBus, wire_bytes
+from qjobd.server.events import PROGRESS_CAPABILITY, EventBus, wire_bytes
+from qjobd.server.progress import ProgressFeed
 
 __all__ = [
     "CLIENT_OUTPUT_LIMIT",
@@ -103,6 +106,17 @@ _numbers = itertools.count(1)
 _clock = time.perf_counter
 
 
+def peer_uid(sock: trio.socket.SocketType) -> int | None:
+    """The user id of the process at the other end of a Unix socket, if it tells."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED,
+                                struct.calcsize("3i"))
+    except (OSError, AttributeError):
+        return None
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
 class OutputBudget:
     """The unsent bytes of every client of one daemon, against one bound.
 
@@ -145,6 +159,7 @@ class Connection:
         self._events = events
         self.number = next(_numbers)
         self.session = Session(dispatcher.command_specs, greeting, replies)
+        self.session.peer_uid = peer_uid(stream.socket)
         #: Commands the session may answer from the reply cache.
         self._cached = replies.commands if replies is not None else frozenset()
         # The stream owns the socket; the daemon closes it only after run() has
@@ -170,6 +185,9 @@ class Connection:
         self._turn_ends = 0.0
         self._scope = trio.CancelScope()
         self._reader_scope = trio.CancelScope()
+        #: Where the JOB_PROGRESS feed runs, once the client enabled it.
+        self._nursery: trio.Nursery | None = None
+        self._feed_scope = trio.CancelScope()
 
     def __repr__(self) -> str:
         mode = "command" if self.session.negotiated else "negotiation"
@@ -325,6 +343,7 @@ class Connection:
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
+                    self._nursery = nursery
                     nursery.start_soon(self._writer)
                     self._put(wire_bytes(self.session.greeting_text()))
                     try:
@@ -332,12 +351,26 @@ class Connection:
                             await self._reader()
                     finally:
                         self._events.unsubscribe(self)
+                        self._feed_scope.cancel()
                         self._closing = True
                         self._writer_idle.unpark_all()
         finally:
             self._events.unsubscribe(self)
             self._discard()
         logger.debug("client %d disconnected", self.number)
+
+    def _subscribe(self) -> None:
+        """Command mode: events from now on, and JOB_PROGRESS if the client asked."""
+        capabilities = self.session.capabilities
+        self._events.subscribe(self, capabilities)
+        if PROGRESS_CAPABILITY in capabilities and self._nursery is not None:
+            feed = ProgressFeed(self, self.session, self._dispatcher.services.jobs,
+                                self._events)
+            self._nursery.start_soon(self._run_feed, feed)
+
+    async def _run_feed(self, feed: ProgressFeed) -> None:
+        with self._feed_scope:
+            await feed.run()
 
     async def _checkpoint(self) -> None:
         """A cancellation point, and a schedule point once this turn is spent."""
@@ -411,7 +444,7 @@ class Connection:
                 reply = await self._dispatcher.execute(
                     step, self.session, step.id if step.has_id else None)
                 if self.session.negotiated and not was_negotiated:
-                    self._events.subscribe(self)
+                    self._subscribe()
                 if reply is None:
                     return
                 text = reply.text

@@ -27,6 +27,7 @@ from qjobd.commands.context import Services
 from qjobd.commands.control import version_info
 from qjobd.commands.dispatch import Dispatcher, HandlerMismatch
 from qjobd.commands.introspect import CONSTANT_RESULTS
+from qjobd.jobs.history import JobHistory
 from qjobd.jobs.manager import JobManager
 from qjobd.model.registry import Model
 from qjobd.protocol.session import ReplyCache
@@ -51,7 +52,8 @@ DRAIN_SECONDS: Final = 2.0
 class Daemon:
     """Everything one running qjobd owns; it assembles the parts and runs them."""
 
-    def __init__(self, schema_path: Path | None = None) -> None:
+    def __init__(self, schema_path: Path | None = None, *,
+                 history_path: Path | None = None) -> None:
         schema = Schema(str(schema_path or bundled_schema_path()))
         self.model = Model(schema, DEFINED_SYMBOLS)
         self.events = EventBus(self.model)
@@ -59,18 +61,25 @@ class Daemon:
             qemu_drivers=(member.value for member in self.model.enum("BlockdevDriver")))
         self.block = BlockGraph(formats)
         self.jobs = JobManager(self.events)
+        #: The job history file (none without a path), opened by serve().
+        self.history = JobHistory(history_path) if history_path is not None else None
+        self.jobs.history = self.history
         # Structured once: this also checks our introspection data against the schema.
         introspection = self.model.structure(
             "SchemaInfoList", introspect(schema, DEFINED_SYMBOLS))
         services = Services(
             model=self.model, block=self.block, jobs=self.jobs, formats=formats,
             introspection=introspection, request_exit=self.request_exit,
+            history=self.history,
         )
         try:
             self.dispatcher = Dispatcher(schema, DEFINED_SYMBOLS, services)
         except HandlerMismatch as error:
             raise StartupError(str(error)) from error
-        self.greeting = {"version": version_info(), "capabilities": ["oob"]}
+        # Every capability of the schema is offered: QEMU's (oob) and qjobd's own,
+        # which QEMU clients ignore, as the QMP specification asks them to.
+        self.greeting = {"version": version_info(), "capabilities": [
+            member.value for member in self.model.enum("QMPCapability")]}
         #: What all clients together have not read yet, against one bound.
         self.output = OutputBudget()
         #: Replies that never change, encoded once for every client.
@@ -91,6 +100,8 @@ class Daemon:
         """
         listener = await open_unix_listener(socket_path)
         logger.info("listening on %s", socket_path)
+        if self.history is not None:
+            self.history.start()
         try:
             async with trio.open_nursery() as jobs_nursery:
                 self.jobs.attach(jobs_nursery)
@@ -115,6 +126,8 @@ class Daemon:
             listener.remove_file()
             # The jobs are gone (their nursery has ended): nothing uses the nodes now.
             self.block.close_all()
+            if self.history is not None:
+                self.history.close()
         logger.info("stopped")
 
     async def _handle_client(self, stream: trio.SocketStream) -> None:

@@ -19,7 +19,13 @@ import trio
 
 from qjobd.errors import QJobdError
 
-__all__ = ["StartupError", "UnixListener", "default_socket_path", "open_unix_listener"]
+__all__ = [
+    "StartupError",
+    "UnixListener",
+    "default_history_path",
+    "default_socket_path",
+    "open_unix_listener",
+]
 
 
 class StartupError(QJobdError):
@@ -34,6 +40,13 @@ def default_socket_path() -> Path:
     if runtime:
         return Path(runtime) / "qjobd" / "qmp.sock"
     return Path(f"/tmp/qjobd-{os.getuid()}") / "qmp.sock"
+
+
+def default_history_path(socket_path: Path) -> Path:
+    """The job history of the daemon on ``socket_path``: in a state directory next to
+    the socket (``qmp.sock.state/history.sqlite3``), so daemons on other sockets
+    keep their own."""
+    return socket_path.with_name(socket_path.name + ".state") / "history.sqlite3"
 
 
 def _clear_stale_socket(path: Path) -> None:

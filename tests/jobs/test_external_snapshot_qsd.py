@@ -58,7 +58,9 @@ def naming(image: Path, backing: Path) -> Path:
 
 
 def files(directory: Path) -> list[str]:
-    return sorted(name for name in os.listdir(directory) if not name.endswith(".sock"))
+    """The images in ``directory``: not the daemon's socket or qjobd's state next to it."""
+    return sorted(name for name in os.listdir(directory)
+                  if not name.endswith((".sock", ".sock.state")))
 
 
 def assert_same(theirs: list[str], ours: list[str]) -> None:

@@ -20,7 +20,7 @@ def test_greeting_has_qsd_shape_with_qjobd_version(qjobd_socket: Path) -> None:
     expected = (
         f'{{"QMP": {{"version": {{"qemu": {{"micro": {micro}, "minor": {minor}, '
         f'"major": {major}}}, "package": "qjobd {__version__}"}}, '
-        '"capabilities": ["oob"]}}\r\n'
+        '"capabilities": ["oob", "x-qjobd-progress"]}}\r\n'
     )
     assert line.decode() == expected
 
