@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs qjobd's test suite on a fresh Debian machine (as root) or a developer's one.
 # Installs what the tests need when it is missing: qemu-img and qemu-storage-daemon
-# (the reference daemon the differential tests compare against), socat, python3-venv;
+# (the reference daemon the differential tests compare against), socat,
+# systemd-socket-activate and systemd-analyze (package systemd), python3-venv;
 # then Python dependencies into ./.venv, then pytest.  Extra arguments go to pytest.
 set -eu
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ missing=""
 command -v qemu-img >/dev/null 2>&1 || missing="$missing qemu-utils"
 command -v qemu-storage-daemon >/dev/null 2>&1 || missing="$missing qemu-system-common"
 command -v socat >/dev/null 2>&1 || missing="$missing socat"
+command -v systemd-socket-activate >/dev/null 2>&1 || missing="$missing systemd"
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$missing python3-venv"
 if [ -n "$missing" ]; then
     echo "run-tests: installing$missing"

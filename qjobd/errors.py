@@ -25,13 +25,17 @@ class QMPError(QJobdError):
 
     ``error_class`` is one of QEMU's QapiErrorClass names; ``desc`` is the human text,
     which for commands shared with qemu-storage-daemon must match it word for word.
+    ``hint`` is QEMU's extra advice (``error_append_hint``): never part of a QMP
+    reply, but printed after the message when the error stops a command-line option.
     """
 
     error_class = "GenericError"
 
-    def __init__(self, desc: str, error_class: str | None = None) -> None:
+    def __init__(self, desc: str, error_class: str | None = None, *,
+                 hint: str | None = None) -> None:
         super().__init__(desc)
         self.desc = desc
+        self.hint = hint
         if error_class is not None:
             self.error_class = error_class
 

@@ -32,7 +32,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "qjobd"
 #: Package -> row; higher rows may import lower ones.
 ROWS = {
     "qjobd": 0, "qjobd.errors": 0, "qjobd.ids": 0, "qjobd.qdict": 0, "qjobd.qjson": 0,
-    "qjobd.schema_path": 0,
+    "qjobd.schema_path": 0, "qjobd.options": 0,
     "qjobd.qapi": 1,
     "qjobd.block": 2, "qjobd.model": 2, "qjobd.protocol": 2,
     "qjobd.jobs": 3,

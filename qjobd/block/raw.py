@@ -14,11 +14,15 @@ from typing import Any, ClassVar
 from qjobd.block.node import SECTOR_SIZE, BlockNode, BlockStatus, ChildOpener, CommonOptions
 from qjobd.errors import QMPError
 
+_SIZE_HINT = ("Optional suffix k, M, G, T, P or E means kilo-, mega-, giga-, tera-, peta-\n"
+              "and exabytes, respectively.")
+
 
 def size_option(name: str, value: int) -> int:
     """QEMU_OPT_SIZE parsing of an int option: negatives are refused."""
     if value < 0 or value >= 1 << 64:
-        raise QMPError(f"Parameter '{name}' expects a non-negative number below 2^64")
+        raise QMPError(f"Parameter '{name}' expects a non-negative number below 2^64",
+                       hint=_SIZE_HINT)
     return value
 
 

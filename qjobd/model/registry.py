@@ -46,6 +46,7 @@ from qjobd.qapi.schema import Command, Entity, Event, Schema, Type
 from .build import EnumNode, Node, ObjectNode, QAPIEnum, QAPIStruct, TypeBuilder
 from .convert import Conversions, _no_args
 from .errors import ArgumentError, ModelError
+from .keyval_input import visit_keyval
 from .naming import camel_case
 
 __all__ = ["CommandInfo", "EventInfo", "Model"]
@@ -286,6 +287,14 @@ class Model:
             return fn(value)
         except RecursionError:
             return _deep(fn, value)
+
+    def from_keyval(self, qapi_type: str, tree: dict[str, Any]) -> Any:
+        """The JSON value of a parsed keyval option (``--blockdev driver=file,...``)
+        read as ``qapi_type``, converting its strings as QEMU's keyval visitor does.
+
+        :raises ArgumentError: with the keyval visitor's text.
+        """
+        return visit_keyval(self._nodes[qapi_type], tree)
 
     def unstructure(self, qapi_type: str, value: Any) -> Any:
         """Unstructure a value of any QAPI type to JSON-ready data."""

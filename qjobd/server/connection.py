@@ -69,6 +69,7 @@ __all__ = [
     "TURN_SECONDS",
     "Connection",
     "OutputBudget",
+    "StdioChannel",
 ]
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,20 @@ class OutputBudget:
                 lot.unpark_all()
 
 
+class StdioChannel:
+    """A client on two descriptors, not a socket: QMP over stdin and stdout.
+
+    Both are made non-blocking (the stdio chardev of QEMU does the same).  A
+    regular file or ``/dev/null`` works too: reads and writes on those never block.
+    """
+
+    def __init__(self, read_fd: int = 0, write_fd: int = 1) -> None:
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        for fd in (read_fd, write_fd):
+            os.set_blocking(fd, False)
+
+
 class Connection:
     """The life of one client, from greeting to close.
 
@@ -153,21 +168,28 @@ class Connection:
     """
 
     def __init__(self, dispatcher: Dispatcher, events: EventBus, greeting: dict[str, Any],
-                 stream: trio.SocketStream, *, output: OutputBudget | None = None,
+                 stream: trio.SocketStream | StdioChannel, *,
+                 output: OutputBudget | None = None,
                  replies: ReplyCache | None = None) -> None:
         self._dispatcher = dispatcher
         self._events = events
         self.number = next(_numbers)
         self.session = Session(dispatcher.command_specs, greeting, replies)
-        self.session.peer_uid = peer_uid(stream.socket)
+        if isinstance(stream, StdioChannel):
+            # The stdio monitor's peer is whoever started the daemon.
+            self.session.peer_uid = os.getuid()
+        else:
+            self.session.peer_uid = peer_uid(stream.socket)
         #: Commands the session may answer from the reply cache.
         self._cached = replies.commands if replies is not None else frozenset()
         # The stream owns the socket; the daemon closes it only after run() has
         # returned, so the descriptor cannot be reused under our tasks.  We do the
         # non-blocking I/O on it ourselves: trio's socket methods try the call,
         # fail, and then wait, which costs a syscall and an exception per message.
-        self._socket = stream.socket
-        self._fd = stream.socket.fileno()
+        if isinstance(stream, StdioChannel):
+            self._read_fd, self._write_fd = stream.read_fd, stream.write_fd
+        else:
+            self._read_fd = self._write_fd = stream.socket.fileno()
         self._output = output if output is not None else OutputBudget()
         self._queue: deque[bytes | memoryview] = deque()
         self._unsent = 0
@@ -235,7 +257,7 @@ class Connection:
             self._enqueue(data)
             return
         try:
-            sent = os.write(self._fd, data)
+            sent = os.write(self._write_fd, data)
         except BlockingIOError:
             sent = 0
         except OSError:
@@ -259,7 +281,7 @@ class Connection:
         while queue:
             chunks = list(itertools.islice(queue, WRITE_BATCH))
             try:
-                sent = os.writev(self._fd, chunks)
+                sent = os.writev(self._write_fd, chunks)
             except BlockingIOError:
                 return True
             except OSError:
@@ -334,7 +356,7 @@ class Connection:
                     return
                 await self._writer_idle.park()
             elif self._write_some():
-                await trio.lowlevel.wait_writable(self._socket)
+                await trio.lowlevel.wait_writable(self._write_fd)
 
     # Section: input
 
@@ -382,7 +404,7 @@ class Connection:
 
     async def _wait_readable(self) -> bool:
         try:
-            await trio.lowlevel.wait_readable(self._socket)
+            await trio.lowlevel.wait_readable(self._read_fd)
         except trio.ClosedResourceError:
             return False
         self._turn_ends = _clock() + TURN_SECONDS
@@ -398,7 +420,7 @@ class Connection:
         """
         while True:
             try:
-                data = os.read(self._fd, READ_SIZE)
+                data = os.read(self._read_fd, READ_SIZE)
             except BlockingIOError:
                 if not await self._wait_readable():
                     return None

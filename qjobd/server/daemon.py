@@ -3,8 +3,8 @@
 Task tree while serving::
 
     serve()
-     +-- accept loop (trio.serve_listeners)
-     +-- client nursery: one Connection.run() per client
+     +-- accept loop (trio.serve_listeners), one listener per socket monitor
+     +-- client nursery: one Connection.run() per client (the stdio monitor too)
      +-- job manager nursery (jobs run here, independent of any client)
 
 A client that disconnects takes nothing else with it; ``quit`` or a signal stops the
@@ -15,9 +15,10 @@ then closes every block node.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
 
@@ -34,11 +35,14 @@ from qjobd.protocol.session import ReplyCache
 from qjobd.qapi.introspect import introspect
 from qjobd.qapi.schema import Schema
 from qjobd.schema_path import bundled_schema_path
-from qjobd.server.connection import Connection, OutputBudget
+from qjobd.server.connection import Connection, OutputBudget, StdioChannel
 from qjobd.server.events import EventBus
-from qjobd.server.listener import StartupError, open_unix_listener
+from qjobd.server.listener import ActivatedListener, StartupError, UnixListener, open_unix_listener
 
-__all__ = ["DEFINED_SYMBOLS", "Daemon"]
+__all__ = ["DEFINED_SYMBOLS", "Daemon", "Listener"]
+
+#: What the daemon serves on: sockets it made, or sockets it was handed.
+Listener = UnixListener | ActivatedListener
 
 logger = logging.getLogger(__name__)
 
@@ -91,46 +95,71 @@ class Daemon:
         """Stop serving (``quit``, SIGINT, SIGTERM)."""
         self._exit_requested.set()
 
+    def add_blockdev(self, options: Any) -> None:
+        """``blockdev-add`` with ``options`` (JSON-shaped), for ``--blockdev`` at startup.
+
+        :raise ArgumentError: the options do not fit ``BlockdevOptions``.
+        :raise QMPError: the node cannot be added (as the command would answer).
+        """
+        arguments = self.model.structure_args("blockdev-add", options)
+        self.block.add(self.model.unstructure("BlockdevOptions", arguments))
+
     async def serve(
-        self, socket_path: Path, *, task_status: trio.TaskStatus[Path] = trio.TASK_STATUS_IGNORED
+        self, socket_path: Path | None = None, *,
+        listeners: Sequence[Listener] = (), stdio: StdioChannel | None = None,
+        task_status: trio.TaskStatus[Path | None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Listen on ``socket_path`` until :meth:`request_exit`.
+        """Serve QMP until :meth:`request_exit`: on a socket made at ``socket_path``,
+        on ``listeners`` already listening (``--chardev`` sockets, sockets from systemd),
+        and on ``stdio``; each is a monitor of its own, all share one daemon.
 
         :raise StartupError: the socket cannot be created (another daemon, bad path).
         """
-        listener = await open_unix_listener(socket_path)
-        logger.info("listening on %s", socket_path)
+        everything = list(listeners)
+        if socket_path is not None:
+            everything.append(await open_unix_listener(socket_path))
+            logger.info("listening on %s", socket_path)
         if self.history is not None:
             self.history.start()
         try:
-            async with trio.open_nursery() as jobs_nursery:
-                self.jobs.attach(jobs_nursery)
-                async with trio.open_nursery() as clients:
-                    async with trio.open_nursery() as acceptor:
-                        await acceptor.start(
-                            partial(trio.serve_listeners, handler_nursery=clients),
-                            self._handle_client,
-                            [listener],
-                        )
-                        task_status.started(socket_path)
-                        await self._exit_requested.wait()
-                        acceptor.cancel_scope.cancel()
-                    await listener.aclose()
-                    for connection in list(self.connections):
-                        connection.stop()
-                    clients.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
-                # As QEMU on exit: force-cancel the jobs and let them clean up.
-                self.jobs.cancel_all()
-                jobs_nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+            await self._serve(everything, stdio, task_status, socket_path)
         finally:
-            listener.remove_file()
+            for listener in everything:
+                listener.remove_file()
             # The jobs are gone (their nursery has ended): nothing uses the nodes now.
             self.block.close_all()
             if self.history is not None:
                 self.history.close()
         logger.info("stopped")
 
-    async def _handle_client(self, stream: trio.SocketStream) -> None:
+    async def _serve(self, listeners: list[Listener], stdio: StdioChannel | None,
+                     task_status: trio.TaskStatus[Path | None],
+                     socket_path: Path | None) -> None:
+        async with trio.open_nursery() as jobs_nursery:
+            self.jobs.attach(jobs_nursery)
+            async with trio.open_nursery() as clients:
+                async with trio.open_nursery() as acceptor:
+                    if listeners:
+                        await acceptor.start(
+                            partial(trio.serve_listeners, handler_nursery=clients),
+                            self._handle_client,
+                            listeners,
+                        )
+                    if stdio is not None:
+                        clients.start_soon(self._handle_client, stdio)
+                    task_status.started(socket_path)
+                    await self._exit_requested.wait()
+                    acceptor.cancel_scope.cancel()
+                for listener in listeners:
+                    await listener.aclose()
+                for connection in list(self.connections):
+                    connection.stop()
+                clients.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+            # As QEMU on exit: force-cancel the jobs and let them clean up.
+            self.jobs.cancel_all()
+            jobs_nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+
+    async def _handle_client(self, stream: trio.SocketStream | StdioChannel) -> None:
         connection = Connection(self.dispatcher, self.events, self.greeting, stream,
                                 output=self.output, replies=self.replies)
         self.connections.add(connection)
@@ -140,4 +169,5 @@ class Daemon:
             logger.exception("client %d failed", connection.number)
         finally:
             self.connections.discard(connection)
-            await trio.aclose_forcefully(stream)
+            if isinstance(stream, trio.SocketStream):
+                await trio.aclose_forcefully(stream)

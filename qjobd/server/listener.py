@@ -20,6 +20,7 @@ import trio
 from qjobd.errors import QJobdError
 
 __all__ = [
+    "ActivatedListener",
     "StartupError",
     "UnixListener",
     "default_history_path",
@@ -99,16 +100,42 @@ class UnixListener(trio.abc.Listener[trio.SocketStream]):
         await self._listener.aclose()
 
 
+class ActivatedListener(trio.abc.Listener[trio.SocketStream]):
+    """A listening socket qjobd was handed (systemd socket activation).
+
+    Its file, if any, belongs to whoever made it: closing never removes it, so the
+    next activation finds it in place.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+
+    async def accept(self) -> trio.SocketStream:
+        return await self._listener.accept()
+
+    def remove_file(self) -> None:
+        """Nothing to remove: the file is not ours."""
+
+    async def aclose(self) -> None:
+        await self._listener.aclose()
+
+
 # The longest socket path the kernel accepts (sun_path holds 108 bytes with the NUL).
 _SUN_PATH_MAX = 107
 
 
-async def open_unix_listener(path: Path, backlog: int = 128) -> UnixListener:
+async def open_unix_listener(path: Path, backlog: int = 128, *,
+                             create_parent: bool = True) -> UnixListener:
     """Create the socket at ``path``, replacing a stale one.
+
+    ``create_parent``: make a missing directory (qjobd's own socket); a ``--chardev``
+    path must exist already, as in QSD, and failures are worded as QSD words them.
 
     :raise StartupError: another daemon listens there, or the path is unusable.
     """
     parent = path.parent
+    if not create_parent and not parent.is_dir():
+        raise StartupError(f"Failed to bind socket to {path}: No such file or directory")
     if not parent.exists():
         try:
             parent.mkdir(mode=0o700, parents=True)
@@ -134,6 +161,8 @@ async def open_unix_listener(path: Path, backlog: int = 128) -> UnixListener:
         raise StartupError(f"qjobd: another daemon is already listening on {path}") from error
     except OSError as error:
         sock.close()
+        if not create_parent:
+            raise StartupError(f"Failed to bind socket to {path}: {error.strerror}") from error
         raise StartupError(f"qjobd: cannot listen on {path}: {error.strerror}") from error
     finally:
         os.umask(old_umask)
