@@ -2,7 +2,7 @@
 
 Top to bottom::
 
-    cli, __main__                 the program
+    cli, __main__, qjob/          the programs: the daemon, the operator's CLI
     server/                       trio edge: listener, connections, event fan-out
     commands/                     handlers, dispatch
     jobdrivers/                   what each job type does
@@ -40,7 +40,7 @@ ROWS = {
     "qjobd.jobdrivers": 4,
     "qjobd.commands": 5,
     "qjobd.server": 6,
-    "qjobd.cli": 7, "qjobd.__main__": 8,
+    "qjobd.cli": 7, "qjobd.qjob": 7, "qjobd.__main__": 8,
 }
 
 #: Modules that must stay free of trio (plain synchronous code).
