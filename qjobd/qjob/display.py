@@ -23,8 +23,12 @@ def _percent(view: JobView) -> str:
 
 
 def status_line(view: JobView) -> str:
-    """``bk1 backup concluded 100%`` (and the error when it failed)."""
-    text = f"{view.id} {view.type} {view.status} {_percent(view)}"
+    """``bk1 backup running 42%``; a job that finished is ``done`` (or ``failed:``
+    and the error), whether or not it is still listed."""
+    status = ("failed" if view.failed else "done") if view.finished else view.status
+    if view.finished and view.error is not None:
+        return f"{view.id} {view.type} failed: {view.error}"
+    text = f"{view.id} {view.type} {status} {_percent(view)}"
     return f"{text} failed: {view.error}" if view.error is not None else text
 
 

@@ -151,7 +151,7 @@ class Session:
                 reply = await self.client.execute(WAIT_COMMAND, arguments)
             except ExecuteError as error:
                 text = str(error).lower()
-                if "not found" in text:  # QEMU's wording: Job 'x' not found
+                if "not found" in text:  # QEMU's wording: Job not found
                     raise LookupError(job_id) from None
                 if "time" not in text:
                     raise
@@ -201,6 +201,14 @@ class Session:
                 else:
                     self.apply_event(views, event)
                 redraw()
+            # Events sent before the reply that showed a job gone (its completion,
+            # with any error) are already queued: take them in.
+            while True:
+                try:
+                    self.apply_event(views, await asyncio.wait_for(stream.get(), 0.05))
+                except TimeoutError:
+                    break
+            redraw()
 
     async def _poll(self, views: dict[str, JobView]) -> None:
         infos = {info.id: info for info in await self.jobs()}
