@@ -2,13 +2,14 @@
 
 Top to bottom::
 
-    cli, __main__                 the program
+    cli, __main__, qjob/          the programs: the daemon, the operator's CLI
     server/                       trio edge: listener, connections, event fan-out
     commands/                     handlers, dispatch
     jobdrivers/                   what each job type does
     jobs/                         life cycle, transactions, manager
-    block/  model/  protocol/     block layer | schema runtime | QMP wire (side by side)
-    qapi/                         schema front end
+    block/  model/  protocol/  clientgen/   block layer | schema runtime | QMP wire |
+                                  client generator (side by side)
+    qapi/  client/                schema front end | generated client (side by side)
     errors, ids, qdict, ...       shared leaves
 
 A module may import its own package and anything on a lower row, never a row above
@@ -33,19 +34,20 @@ PACKAGE = Path(__file__).resolve().parent.parent / "qjobd"
 ROWS = {
     "qjobd": 0, "qjobd.errors": 0, "qjobd.ids": 0, "qjobd.qdict": 0, "qjobd.qjson": 0,
     "qjobd.schema_path": 0, "qjobd.options": 0,
-    "qjobd.qapi": 1,
-    "qjobd.block": 2, "qjobd.model": 2, "qjobd.protocol": 2,
+    "qjobd.qapi": 1, "qjobd.client": 1,
+    "qjobd.block": 2, "qjobd.clientgen": 2, "qjobd.model": 2, "qjobd.protocol": 2,
     "qjobd.jobs": 3,
     "qjobd.jobdrivers": 4,
     "qjobd.commands": 5,
     "qjobd.server": 6,
-    "qjobd.cli": 7, "qjobd.__main__": 8,
+    "qjobd.cli": 7, "qjobd.qjob": 7, "qjobd.__main__": 8,
 }
 
 #: Modules that must stay free of trio (plain synchronous code).
-PURE = ("qjobd.qapi", "qjobd.protocol", "qjobd.model", "qjobd.block", "qjobd.jobs.fsm",
-        "qjobd.jobs.transaction", "qjobd.jobs.events", "qjobd.jobs.ratelimit",
-        "qjobd.jobs.progress", "qjobd.jobs.filters", "qjobd.jobs.details")
+PURE = ("qjobd.qapi", "qjobd.clientgen", "qjobd.protocol", "qjobd.model", "qjobd.block",
+        "qjobd.jobs.fsm", "qjobd.jobs.transaction", "qjobd.jobs.events",
+        "qjobd.jobs.ratelimit", "qjobd.jobs.progress", "qjobd.jobs.filters",
+        "qjobd.jobs.details")
 
 
 def module_name(path: Path) -> str:

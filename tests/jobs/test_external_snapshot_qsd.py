@@ -5,7 +5,8 @@ be identical once the directory and the digits of generated node names are
 masked, jobs must pass through the same statuses (QSD's drain pauses aside), and
 the images both leave must agree under qemu-img.  QSD takes file locks, so no
 exchange opens one image file twice.  Where qjobd made an image itself, its
-allocation differs from QEMU's, so ``actual-size`` is masked in those exchanges.
+allocation differs from QEMU's, and a file's allocated size read right after writing
+depends on the filesystem's timing, so ``actual-size`` is masked in every exchange.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _ACTUAL_SIZE = re.compile(r'"actual-size": \d+')
 class Log:
     """A client whose replies are kept, normalized, in ``lines``."""
 
-    def __init__(self, client: Client, directory: Path, *, mask_sizes: bool = False) -> None:
+    def __init__(self, client: Client, directory: Path, *, mask_sizes: bool = True) -> None:
         self.client = client
         self.directory = str(directory)
         self.mask_sizes = mask_sizes

@@ -1,0 +1,78 @@
+"""What qjob shows people: job tables and live progress bars (with ``rich``).
+
+Scripts use ``--json`` instead, which never goes through this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
+from rich.table import Table
+
+from .session import JobView
+
+__all__ = ["ProgressBoard", "job_table", "status_line"]
+
+
+def _percent(view: JobView) -> str:
+    if view.total <= 0:
+        return "-"
+    return f"{100 * view.current // view.total}%"
+
+
+def status_line(view: JobView) -> str:
+    """``bk1 backup running 42%``; a job that finished is ``done`` (or ``failed:``
+    and the error), whether or not it is still listed."""
+    status = ("failed" if view.failed else "done") if view.finished else view.status
+    if view.finished and view.error is not None:
+        return f"{view.id} {view.type} failed: {view.error}"
+    text = f"{view.id} {view.type} {status} {_percent(view)}"
+    return f"{text} failed: {view.error}" if view.error is not None else text
+
+
+def job_table(views: Iterable[JobView], title: str = "jobs") -> Table:
+    table = Table(title=title)
+    for column in ("id", "type", "status", "progress", "error"):
+        table.add_column(column)
+    for view in views:
+        table.add_row(view.id, view.type, view.status, _percent(view), view.error or "")
+    return table
+
+
+class ProgressBoard:
+    """One progress bar per job, redrawn in place on a terminal."""
+
+    def __init__(self, console: Console) -> None:
+        self.progress = Progress(
+            TextColumn("{task.fields[job]}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[status]}"), TextColumn("{task.fields[note]}"),
+            console=console, refresh_per_second=8,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> ProgressBoard:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def show(self, views: Iterable[JobView]) -> None:
+        for view in views:
+            task = self._tasks.get(view.id)
+            if task is None:
+                task = self._tasks[view.id] = self.progress.add_task(
+                    "", job=f"{view.id} ({view.type})", status="", note="", total=None)
+            total = view.total if view.total > 0 else None
+            completed = view.current
+            if view.finished and view.error is None and total is not None:
+                completed = total
+            note = view.description
+            if view.rate:
+                note = f"{note} {view.rate / 2**20:.1f} MiB/s".strip()
+            if view.error is not None:
+                note = f"failed: {view.error}"
+            self.progress.update(task, total=total, completed=completed,
+                                 job=f"{view.id} ({view.type})", status=view.status, note=note)

@@ -1,0 +1,177 @@
+"""qjob, the operator's CLI, against real daemons: through a real terminal (a pty)
+for people, with --json for scripts, and its exit statuses.
+
+The progress test starts a rate-limited backup (8 MiB at 4 MiB/s) and watches it
+with ``qjob watch`` in a pty: rich's progress bars must show it moving, then done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers.client import Client
+from helpers.terminal import plain, run_in_terminal
+
+QJOB = [sys.executable, "-m", "qjobd.qjob.main"]
+
+
+def qjob(socket: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*QJOB, "--socket", str(socket), *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def data_image(path: Path, mib: int) -> Path:
+    path.write_bytes(os.urandom(mib << 20))  # data, not holes: copies take time
+    return path
+
+
+def add_source(socket: Path, tmp_path: Path, mib: int = 8, node: str = "src") -> None:
+    with Client(socket) as client:
+        client.add_raw(node, data_image(tmp_path / f"{node}.raw", mib))
+
+
+def test_watch_shows_progress_bars_in_a_terminal(qjobd_socket: Path, tmp_path: Path) -> None:
+    add_source(qjobd_socket, tmp_path)
+    started = qjob(qjobd_socket, "backup", "src", str(tmp_path / "dst.raw"), "--job-id", "bk",
+                   "--speed", str(4 << 20))
+    assert (started.returncode, started.stdout) == (0, "started job bk\n")
+    status, output = run_in_terminal([*QJOB, "--socket", str(qjobd_socket), "watch",
+                                      "--interval", "0.2"])
+    text = plain(output)
+    assert status == 0, text
+    assert "\x1b[" in output  # a terminal gets a live display, not plain lines
+    assert "bk (backup)" in text
+    assert "━" in text  # the bar
+    moving = {int(p) for p in re.findall(r"(\d+)%", text)}
+    assert moving & set(range(1, 100)), text  # seen part way, not only at the end
+    assert text.rstrip().endswith("bk backup done 100%")
+    assert (tmp_path / "dst.raw").read_bytes() == (tmp_path / "src.raw").read_bytes()
+
+
+def test_backup_wait_in_a_terminal_and_list_json(qjobd_socket: Path, tmp_path: Path) -> None:
+    add_source(qjobd_socket, tmp_path, mib=4)
+    status, output = run_in_terminal([*QJOB, "--socket", str(qjobd_socket), "backup", "src",
+                                      str(tmp_path / "dst.raw"), "--job-id", "bk", "--speed",
+                                      str(8 << 20), "--wait"])
+    assert status == 0
+    assert plain(output).rstrip().endswith("bk backup done 100%")
+    listed = qjob(qjobd_socket, "list", "--json")
+    assert (listed.returncode, json.loads(listed.stdout)) == (0, [])  # auto-dismissed
+
+
+def test_list_json_and_verbs(qjobd_socket: Path, tmp_path: Path) -> None:
+    add_source(qjobd_socket, tmp_path)
+    assert qjob(qjobd_socket, "backup", "src", str(tmp_path / "dst.raw"), "--job-id", "bk",
+                "--speed", "65536").returncode == 0
+    assert qjob(qjobd_socket, "pause", "bk").returncode == 0
+    [job] = json.loads(qjob(qjobd_socket, "list", "--json").stdout)
+    assert (job["id"], job["type"], job["total-progress"]) == ("bk", "backup", 8 << 20)
+    assert job["status"] in ("paused", "standby")
+    status, output = run_in_terminal([*QJOB, "--socket", str(qjobd_socket), "list"])
+    assert status == 0
+    assert "│ bk │ backup │" in plain(output)
+    assert qjob(qjobd_socket, "resume", "bk").returncode == 0
+    cancelled = qjob(qjobd_socket, "cancel", "bk")
+    assert (cancelled.returncode, cancelled.stdout) == (0, "cancel: bk\n")
+    waited = qjob(qjobd_socket, "wait", "bk", "--json")
+    # Cancelled is not success; gone already (auto-dismiss) is "no such job".
+    assert waited.returncode == 1
+    assert "bk" in waited.stdout + waited.stderr
+
+
+def test_wait_for_a_failing_job_exits_1(qjobd_socket: Path, tmp_path: Path) -> None:
+    image = data_image(tmp_path / "a.raw", 2)
+    with Client(qjobd_socket) as client:
+        client.add_blkdebug("src", image, [{"event": "read_aio", "errno": 5}])
+        client.ok("drive-backup", {"job-id": "bk", "device": "src", "sync": "full",
+                                   "target": str(tmp_path / "dst.raw"), "format": "raw",
+                                   "auto-dismiss": False, "speed": 1 << 20})
+        waited = qjob(qjobd_socket, "wait", "bk", "--json")
+        assert waited.returncode == 1, waited.stderr
+        result = json.loads(waited.stdout)
+        assert result["id"] == "bk"
+        assert "error" in result
+        plain_wait = qjob(qjobd_socket, "wait", "bk")
+        assert plain_wait.returncode == 1
+        assert plain_wait.stdout.startswith("bk backup failed: ")
+
+
+def test_wait_timeout_and_missing_job(qjobd_socket: Path, tmp_path: Path) -> None:
+    add_source(qjobd_socket, tmp_path)
+    assert qjob(qjobd_socket, "backup", "src", str(tmp_path / "dst.raw"), "--job-id", "bk",
+                "--speed", "65536").returncode == 0
+    timed_out = qjob(qjobd_socket, "wait", "bk", "--timeout", "0.3")
+    assert timed_out.returncode == 1
+    assert "did not finish in 0.3 s" in timed_out.stderr
+    missing = qjob(qjobd_socket, "wait", "nothing")
+    assert (missing.returncode, missing.stderr) == (1, "qjob: no job 'nothing'\n")
+    assert qjob(qjobd_socket, "cancel", "bk").returncode == 0
+
+
+def test_usage_and_connection_errors_exit_2(qjobd_socket: Path, tmp_path: Path) -> None:
+    nobody = qjob(tmp_path / "nobody.sock", "list")
+    assert nobody.returncode == 2
+    assert nobody.stderr.startswith(f"qjob: cannot connect to {tmp_path / 'nobody.sock'}")
+    assert qjob(qjobd_socket, "wait").returncode == 2
+    assert qjob(qjobd_socket, "frobnicate").returncode == 2
+    not_json = qjob(qjobd_socket, "raw", "{execute")
+    assert not_json.returncode == 2
+    assert "raw: not JSON" in not_json.stderr
+    refused = qjob(qjobd_socket, "pause", "nothing")
+    assert refused.returncode == 1
+    assert refused.stderr == "qjob: pause: Job not found\n"  # QEMU's words
+
+
+def test_default_socket_is_the_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
+    from qjobd.server.listener import default_socket_path
+
+    shown = subprocess.run([*QJOB, "--help"], capture_output=True, text=True, check=True)
+    assert f"(default: {default_socket_path()})" in " ".join(shown.stdout.split())
+
+
+def test_history_needs_the_extension(qjobd_socket: Path) -> None:
+    schema = json.loads(qjob(qjobd_socket, "raw", '{"execute": "query-qmp-schema"}').stdout)
+    has_history = any(entry.get("name") == "x-query-job-history"
+                      for entry in schema["return"])
+    result = qjob(qjobd_socket, "history", "--json")
+    if has_history:
+        assert result.returncode == 0
+        assert isinstance(json.loads(result.stdout), list)
+    else:
+        assert result.returncode == 2
+        assert "keeps no job history" in result.stderr
+
+
+# Against qemu-storage-daemon: the commands QEMU has.
+
+
+def test_raw_gives_the_same_replies_on_both(qjobd_socket: Path, qsd_socket: Path) -> None:
+    for message in ('{"execute": "query-jobs"}',
+                    '{"execute": "job-pause", "arguments": {"id": "x"}}',
+                    '{"execute": "blockdev-del", "arguments": {"node-name": "x"}}'):
+        ours, theirs = qjob(qjobd_socket, "raw", message), qjob(qsd_socket, "raw", message)
+        assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), message
+
+
+def test_list_and_wait_against_qsd(qsd_socket: Path, tmp_path: Path) -> None:
+    # QSD's monitor serves one connection at a time: each step connects anew.
+    add_source(qsd_socket, tmp_path, mib=4)
+    assert qjob(qsd_socket, "list", "--json").stdout == "[]\n"
+    started = qjob(qsd_socket, "backup", "src", str(tmp_path / "dst.raw"), "--job-id", "bk",
+                   "--speed", str(2 << 20))
+    assert started.returncode == 0, started.stderr
+    [job] = json.loads(qjob(qsd_socket, "list", "--json").stdout)
+    assert (job["id"], job["type"], job["status"]) == ("bk", "backup", "running")
+    status, output = run_in_terminal([*QJOB, "--socket", str(qsd_socket), "wait", "bk"])
+    assert status == 0
+    assert plain(output).strip() == "bk backup done 100%"
+    assert (tmp_path / "dst.raw").read_bytes() == (tmp_path / "src.raw").read_bytes()
+    history = qjob(qsd_socket, "history")
+    assert history.returncode == 2
+    assert "keeps no job history" in history.stderr
