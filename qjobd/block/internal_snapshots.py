@@ -68,10 +68,7 @@ def can_snapshot(node: BlockNode) -> bool:
 
 def snapshot_list(node: BlockNode) -> Sequence[SnapshotEntry]:
     """bdrv_snapshot_list; OSError(ENOTSUP) without a store."""
-    store = store_of(node)
-    if store is None:
-        raise OSError(errno.ENOTSUP, os.strerror(errno.ENOTSUP))
-    return store.snapshots
+    return _require_store(node).snapshots
 
 
 def find(node: BlockNode, ident: str | None, name: str | None) -> SnapshotEntry | None:

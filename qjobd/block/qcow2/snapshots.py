@@ -92,15 +92,6 @@ def _leading_number(text: str) -> int:
     return int(text[:digits]) if digits else 0
 
 
-def find(snapshots: list[Snapshot], ident: str | None, name: str | None) -> Snapshot | None:
-    """find_snapshot_by_id_and_name: by both when both are given, else by either."""
-    for snapshot in snapshots:
-        if ((ident is None or snapshot.id == ident)
-                and (name is None or snapshot.name == name)):
-            return snapshot
-    return None
-
-
 def parse(read_at: ReadAt, offset: int, count: int,
           image_size: int) -> tuple[list[Snapshot], int]:
     """qcow2_read_snapshots without repair: the same limits and messages.
