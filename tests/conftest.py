@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from helpers.daemons import qsd_available, start_qjobd, start_qsd, stop
+from helpers.daemons import Daemon, qsd_available, start_qjobd, start_qsd, stop
 
 
 @pytest.fixture
@@ -20,6 +20,16 @@ def qjobd_socket(tmp_path: Path) -> Iterator[Path]:
     process = start_qjobd(path)
     yield path
     stop(process)
+
+
+@pytest.fixture
+def qjobd(tmp_path: Path) -> Iterator[Daemon]:
+    """A qjobd subprocess as :class:`Daemon`, for tests that quit it and then look
+    at its images."""
+    path = tmp_path / "qjobd.sock"
+    daemon = Daemon(path, start_qjobd(path))
+    yield daemon
+    stop(daemon.process)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -38,6 +39,24 @@ def start_qjobd(socket_path: Path, *extra: str) -> subprocess.Popen[bytes]:
     )
     wait_for_socket(socket_path, process)
     return process
+
+
+@dataclass
+class Daemon:
+    """A daemon subprocess and the socket it listens on."""
+
+    socket: Path
+    process: subprocess.Popen[bytes]
+
+    def quit(self, client: Client) -> None:
+        """``quit``, then wait for the process to end.
+
+        QEMU and qjobd both reply to quit before they close their nodes, and a
+        qcow2 node writes its cached tables back when it closes: an image is whole
+        on disk only once the process is gone, so an oracle must not look sooner.
+        """
+        client.ok("quit")
+        assert self.process.wait(30) == 0
 
 
 def start_qsd(socket_path: Path) -> subprocess.Popen[bytes]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from helpers.client import Client
+from helpers.daemons import Daemon
 from helpers.images import MiB, assert_same_content, make_image
 from helpers.qcow2 import check, make_qcow2, qcow2_opts, qemu_io, raw_content, run
 
@@ -54,14 +55,14 @@ def copy_out(c: Client, device: str, path: Path, job: str) -> None:
 
 
 def test_snapshot_sync_freezes_the_image_and_writes_go_to_the_overlay(
-        qjobd_socket: Path, tmp_path: Path) -> None:
+        qjobd: Daemon, tmp_path: Path) -> None:
     base = base_image(tmp_path)
     frozen = tmp_path / "frozen.raw"
     raw_content(base, frozen)
     new_data = make_image(tmp_path / "new.raw", SIZE, [(MiB, 2 * MiB), (5 * MiB, MiB)],
                           seed=3)
     overlay = tmp_path / "over.qcow2"
-    with Client(qjobd_socket) as c:
+    with Client(qjobd.socket) as c:
         c.ok("blockdev-add", qcow2_opts("img", base))
         c.ok("blockdev-add", {"driver": "raw", "node-name": "disk", "file": "img"})
         c.ok("blockdev-add", {"driver": "raw", "node-name": "src",
@@ -79,7 +80,7 @@ def test_snapshot_sync_freezes_the_image_and_writes_go_to_the_overlay(
                                  "sync": "full"})
         c.wait_status("w", "null")
         copy_out(c, "disk", tmp_path / "after.raw", "c2")
-        c.ok("quit")  # every table written back before qemu-img looks
+        qjobd.quit(c)  # every table written back before qemu-img looks
     assert_same_content(tmp_path / "before.raw", frozen)
     assert_same_content(tmp_path / "after.raw", new_data)
     top, below = chain(overlay)
@@ -93,12 +94,12 @@ def test_snapshot_sync_freezes_the_image_and_writes_go_to_the_overlay(
 
 
 def test_blockdev_snapshot_then_commit_puts_the_writes_into_the_base(
-        qjobd_socket: Path, tmp_path: Path) -> None:
+        qjobd: Daemon, tmp_path: Path) -> None:
     base = base_image(tmp_path)
     frozen = raw_content(base, tmp_path / "frozen.raw")
     new_data = make_image(tmp_path / "new.raw", SIZE, [(2 * MiB, 3 * MiB)], seed=4)
     overlay = make_qcow2(tmp_path / "over.qcow2", SIZE, backing=base)
-    with Client(qjobd_socket) as c:
+    with Client(qjobd.socket) as c:
         c.ok("blockdev-add", qcow2_opts("img", base))
         c.ok("blockdev-add", qcow2_opts("over", overlay, backing=None))
         c.ok("blockdev-add", {"driver": "raw", "node-name": "src",
@@ -122,7 +123,7 @@ def test_blockdev_snapshot_then_commit_puts_the_writes_into_the_base(
         c.wait_status("k", "null")
         # The base is the active image again (QEMU's mirror_exit_common).
         assert nodes(c)["img"]["ro"] is False
-        c.ok("quit")
+        qjobd.quit(c)
     check(base)
     run("qemu-img", "compare", "-f", "qcow2", "-F", "raw", str(base), str(new_data))
 
@@ -211,14 +212,14 @@ def test_snapshots_in_one_transaction_commit_together(qjobd_socket: Path,
         check(path)
 
 
-def test_refusals_change_nothing(qjobd_socket: Path, tmp_path: Path) -> None:
+def test_refusals_change_nothing(qjobd: Daemon, tmp_path: Path) -> None:
     """What only qjobd refuses, and why; every refusal leaves the graph alone."""
     base = base_image(tmp_path)
     source = make_qcow2(tmp_path / "s.qcow2", SIZE)
     target = make_qcow2(tmp_path / "t.qcow2", SIZE)
     plain = tmp_path / "plain.qcow2"
     shutil.copy(base, plain)
-    with Client(qjobd_socket) as c:
+    with Client(qjobd.socket) as c:
         c.ok("blockdev-add", qcow2_opts("img", base))
         c.ok("blockdev-add", qcow2_opts("s", source, backing=None))
         c.ok("blockdev-add", qcow2_opts("t", target))
@@ -246,18 +247,18 @@ def test_refusals_change_nothing(qjobd_socket: Path, tmp_path: Path) -> None:
             "snapshot-node-name": "again"}) == (
             "Node 'again' is on an image file of 'img' and cannot be its overlay")
         assert c.ok("query-named-block-nodes") == before
-        c.ok("quit")
+        qjobd.quit(c)
     check(plain)
     check(base)
 
 
 def test_snapshots_while_a_job_writes_to_the_disk_lose_nothing(
-        qjobd_socket: Path, tmp_path: Path) -> None:
+        qjobd: Daemon, tmp_path: Path) -> None:
     size = 32 * MiB
     image = make_qcow2(tmp_path / "img.qcow2", size)
     source = make_image(tmp_path / "src.raw", size, data=True, seed=9)
     overlays = [tmp_path / "o0.qcow2", tmp_path / "o1.qcow2"]
-    with Client(qjobd_socket) as c:
+    with Client(qjobd.socket) as c:
         c.ok("blockdev-add", qcow2_opts("img", image))
         c.ok("blockdev-add", {"driver": "raw", "node-name": "disk", "file": "img"})
         c.ok("blockdev-add", {"driver": "raw", "node-name": "src",
@@ -272,10 +273,12 @@ def test_snapshots_while_a_job_writes_to_the_disk_lose_nothing(
         assert c.ok("query-jobs")[0]["status"] == "running"
         c.wait_status("w", "null")
         copy_out(c, "disk", tmp_path / "out.raw", "c")
-        c.ok("quit")
+        qjobd.quit(c)
     assert_same_content(tmp_path / "out.raw", source)
     for path in (image, *overlays):
         check(path)
+    # What the chain holds on disk, once the daemon is gone, is what was written.
+    run("qemu-img", "compare", "-f", "qcow2", "-F", "raw", str(overlays[1]), str(source))
     # Each image of the chain took some of the writes.
     extents = json.loads(run("qemu-img", "map", "--output=json", str(overlays[1])))
     depths = {extent["depth"] for extent in extents if extent["data"]}
