@@ -22,6 +22,8 @@ refused by name.
 from __future__ import annotations
 
 import logging
+import logging.handlers
+import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -199,10 +201,12 @@ async def _serve(startup: Startup, items: Sequence[Item], settings: dict[str, st
         socket_path = str(default_socket_path())
     pidfile = PidFile(Path(settings["pidfile"])) if "pidfile" in settings else None
     try:
-        if socket_path is not None:
-            listeners.append(await open_unix_listener(Path(socket_path)))
+        # The PID file first, as in QSD (which has no socket of its own): its
+        # error is the one a QSD script expects, whatever listens on the socket.
         if pidfile is not None:
             pidfile.write()
+        if socket_path is not None:
+            listeners.append(await open_unix_listener(Path(socket_path)))
         for listener in listeners:
             if isinstance(listener, UnixListener):
                 logger.info("listening on %s", listener.path)
@@ -246,6 +250,19 @@ def _settings(items: Sequence[Item]) -> tuple[dict[str, str], str | None]:
     return settings, None
 
 
+def _log_handler(log_file: str | None) -> logging.Handler:
+    """Where the log goes: stderr, or ``--log-file``, opened now (a relative path
+    names the directory qjobd was started in, not "/" where a daemon ends up).
+
+    The file is reopened when it is moved away, so logrotate works without a
+    signal; with ``--daemonize``, whose stderr is /dev/null as in QSD, it is the
+    only log there is.
+    """
+    if log_file is None:
+        return logging.StreamHandler(sys.stderr)
+    return logging.handlers.WatchedFileHandler(os.path.abspath(log_file))
+
+
 def main(argv: list[str] | None = None) -> int:
     items, mistake = scan(sys.argv[1:] if argv is None else argv)
     settings, text = _settings(items)
@@ -260,13 +277,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"qjobd: --log-level {level}: expected one of {', '.join(LOG_LEVELS)}",
               file=sys.stderr)
         return 1
+    try:
+        log_handler = _log_handler(settings.get("log-file"))
+    except OSError as error:
+        print(f"qjobd: --log-file {settings['log-file']}: {error.strerror}", file=sys.stderr)
+        return 1
     daemonizer = Daemonizer()
     if "daemonize" in settings:
         daemonizer.detach()
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s qjobd %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[log_handler],
     )
     try:
         socket = Path(settings["socket"]) if "socket" in settings else default_socket_path()

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from helpers.client import Client, mask_node_names, without_drain_pairs
-from helpers.daemons import qsd_available, wait_for_socket
+from helpers.daemons import qsd_available, stop, wait_for_socket
 
 needs_qsd = pytest.mark.skipif(not qsd_available(), reason="qemu-storage-daemon not installed")
 
@@ -371,3 +371,46 @@ def test_chardev_without_monitor_listens_but_serves_nothing(tmp_path: Path) -> N
         assert process.wait(15) == 0
         assert process.stderr is not None
         process.stderr.close()
+
+
+def test_log_file_keeps_the_log_of_a_daemonized_qjobd(tmp_path: Path) -> None:
+    """--daemonize sends stderr to /dev/null as QSD does; --log-file (relative to
+    where qjobd started) still gets the log, and is reopened once rotated away."""
+    sock, log = tmp_path / "m.sock", tmp_path / "qjobd.log"
+    result = subprocess.run(
+        [*QJOBD, "--daemonize", "--pidfile", "qjobd.pid", "--log-file", "qjobd.log",
+         "--log-level", "debug", "--socket", str(sock)],
+        cwd=tmp_path, capture_output=True, timeout=30)
+    assert (result.returncode, result.stderr) == (0, b"")
+    pid = int((tmp_path / "qjobd.pid").read_text())
+    try:
+        assert f"listening on {sock}" in log.read_text()
+        log.rename(tmp_path / "qjobd.log.1")  # what logrotate does
+        with Client(sock) as client:
+            client.ok("query-jobs")
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while (tmp_path / "qjobd.pid").exists():
+        assert time.monotonic() < deadline, "the daemon did not stop"
+        time.sleep(0.02)
+    assert "stopped" in log.read_text()
+
+
+def test_log_file_that_cannot_be_opened_is_a_startup_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no" / "such" / "qjobd.log"
+    assert run(QJOBD, ["--log-file", str(missing)], tmp_path) == (
+        1, f"qjobd: --log-file {missing}: No such file or directory\n")
+
+
+def test_pid_file_error_comes_before_the_socket_error(tmp_path: Path) -> None:
+    """As in QSD, whose only failure here is the PID file's, even when another
+    daemon already listens on qjobd's socket."""
+    sock = tmp_path / "m.sock"
+    first = start(["--socket", str(sock)], tmp_path, sock)
+    try:
+        assert run(QJOBD, ["--socket", str(sock), "--pidfile", "/nonexistent/p.pid"],
+                   tmp_path) == (1, "qjobd: cannot create PID file: Could not create "
+                                 "'/nonexistent/p.pid': No such file or directory\n")
+    finally:
+        stop(first)

@@ -58,6 +58,7 @@ OPTIONS: Final[tuple[Option, ...]] = (
     Option("monitor", "OPTIONS", "[chardev=]ID[,mode=control]: a QMP monitor on a chardev",
            ordered=True),
     Option("history", "FILE", "job history file (default: history.sqlite3 in SOCKET.state/)"),
+    Option("log-file", "FILE", "append the log to FILE, not stderr (what --daemonize keeps)"),
     Option("daemonize", None, "fork to the background once startup is complete"),
     Option("pidfile", "PATH", "write the process id to PATH after startup"),
     Option("export", "OPTIONS", "(qemu-storage-daemon's; not supported)", ordered=True),
