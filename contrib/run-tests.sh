@@ -3,6 +3,7 @@
 # Installs what the tests need when it is missing: qemu-img and qemu-storage-daemon
 # (the reference daemon the differential tests compare against), socat,
 # systemd-socket-activate and systemd-analyze (package systemd), python3-venv;
+# QEMU 7.2's source for its schemas (contrib/fetch-qemu-source.sh, best effort);
 # then Python dependencies into ./.venv, then pytest.  Extra arguments go to pytest.
 set -eu
 cd "$(dirname "$0")/.."
@@ -18,6 +19,9 @@ if [ -n "$missing" ]; then
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y $missing
 fi
+
+# QEMU's own QAPI schemas and schema test cases (skipped when unavailable).
+[ -n "${QEMU_SRC:-}" ] || sh contrib/fetch-qemu-source.sh
 
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv

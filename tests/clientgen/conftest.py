@@ -6,7 +6,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from helpers.genclient import QSD_SCHEMA, import_client
+from helpers.genclient import import_client
+from helpers.qemu_source import QSD_SCHEMA
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.genclient import BUNDLED_SCHEMA, FULL_SCHEMA, QSD_SCHEMA, ROOT, write_client
+from helpers.genclient import BUNDLED_SCHEMA, ROOT, write_client
+from helpers.qemu_source import FULL_SCHEMA, QSD_SCHEMA
 
 from qjobd.clientgen import generate
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -11,9 +10,6 @@ from types import ModuleType
 from qjobd.clientgen import generate, write_package
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-QEMU_SRC = Path(os.environ.get("QEMU_SRC", "/tmp/qemu-src/qemu-7.2.0"))
-QSD_SCHEMA = QEMU_SRC / "storage-daemon" / "qapi" / "qapi-schema.json"
-FULL_SCHEMA = QEMU_SRC / "qapi" / "qapi-schema.json"
 BUNDLED_SCHEMA = ROOT / "schema" / "qjobd.json"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.qemu_source import QEMU_SRC, QSD_SCHEMA
 
 from qjobd.model import Model
 from qjobd.qapi import Schema
@@ -18,8 +19,6 @@ from qjobd.qapi import Schema
 HERE = Path(__file__).resolve().parent
 SCHEMAS = HERE / "schemas"
 BUNDLED = HERE.parent.parent / "schema" / "qjobd.json"
-QEMU_SRC = Path(os.environ.get("QEMU_SRC", "/tmp/qemu-src/qemu-7.2.0"))
-QSD_SCHEMA = QEMU_SRC / "storage-daemon" / "qapi" / "qapi-schema.json"
 
 #: The configuration symbols of Debian's qemu-storage-daemon 7.2 build (checked
 #: against its query-qmp-schema: every enum it reports has exactly these values).

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.qemu_source import FULL_SCHEMA, QAPI_CASES, QEMU_SRC, QSD_SCHEMA
 
 from qjobd.qapi import QAPIError, QAPISourceError, Schema, Visitor
 from qjobd.qapi.expr import IfAll, IfCond, IfExpr, IfNot
@@ -39,10 +40,7 @@ from qjobd.qapi.schema import (
 )
 from qjobd.qapi.source import SourceInfo
 
-QEMU_SRC = Path(os.environ.get("QEMU_SRC", "/tmp/qemu-src/qemu-7.2.0"))
-CASES_DIR = QEMU_SRC / "tests" / "qapi-schema"
-QSD_SCHEMA = QEMU_SRC / "storage-daemon" / "qapi" / "qapi-schema.json"
-FULL_SCHEMA = QEMU_SRC / "qapi" / "qapi-schema.json"
+CASES_DIR = QAPI_CASES
 
 need_qemu = pytest.mark.skipif(not CASES_DIR.is_dir(), reason=f"no QEMU source at {QEMU_SRC}")
 
