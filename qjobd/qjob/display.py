@@ -45,9 +45,11 @@ class ProgressBoard:
     """One progress bar per job, redrawn in place on a terminal."""
 
     def __init__(self, console: Console) -> None:
+        # Job ids, descriptions and errors are shown as they are, not as markup.
         self.progress = Progress(
-            TextColumn("{task.fields[job]}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[status]}"), TextColumn("{task.fields[note]}"),
+            TextColumn("{task.fields[job]}", markup=False), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[status]}", markup=False),
+            TextColumn("{task.fields[note]}", markup=False),
             console=console, refresh_per_second=8,
         )
         self._tasks: dict[str, TaskID] = {}

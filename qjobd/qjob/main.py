@@ -100,6 +100,13 @@ def _print_json(value: object) -> None:
     print(json.dumps(value), flush=True)
 
 
+def _say(console: Console, text: str) -> None:
+    """One line for people and for scripts that read them: as it is, not taken for
+    rich markup (an error or a path may hold brackets), and not folded at 80
+    columns when stdout is no terminal."""
+    console.print(text, markup=False, soft_wrap=True)
+
+
 # Section: commands
 
 
@@ -114,7 +121,7 @@ async def cmd_list(session: Session, options: argparse.Namespace, console: Conso
         view.update_from_info(job)
         views.append(view)
     if not views:
-        console.print("no jobs")
+        _say(console, "no jobs")
     else:
         console.print(job_table(views))
     return OK
@@ -157,7 +164,7 @@ async def cmd_wait(session: Session, options: argparse.Namespace, console: Conso
     if options.json:
         _print_json(view.to_json())
     else:
-        console.print(status_line(view))
+        _say(console, status_line(view))
     return FAILED if view.failed else OK
 
 
@@ -221,7 +228,7 @@ async def cmd_snapshot(session: Session, options: argparse.Namespace, console: C
 
 async def cmd_verb(session: Session, options: argparse.Namespace, console: Console) -> int:
     await session.client.execute(f"job-{options.command}", {"id": options.id})
-    console.print(f"{options.command}: {options.id}")
+    _say(console, f"{options.command}: {options.id}")
     return OK
 
 
