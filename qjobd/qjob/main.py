@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("node")
     snapshot.add_argument("target", metavar="FILE|NAME")
     snapshot.add_argument("--internal", action="store_true")
+    snapshot.add_argument("--node-name", default=None,
+                          help="the overlay's node name (default: NODE-overlay); QEMU "
+                          "wants one when the snapshot is of a node, not a device")
     for verb in ("pause", "resume", "cancel", "complete", "dismiss", "finalize"):
         command(verb, f"{verb} the job ID").add_argument("id")
     history = command("history", "list finished jobs (qjobd's x-query-job-history)",
@@ -219,10 +222,12 @@ async def cmd_snapshot(session: Session, options: argparse.Namespace, console: C
         await session.client.blockdev_snapshot_internal_sync(device=options.node,
                                                              name=options.target)
     else:
-        await session.client.blockdev_snapshot_sync(node_name=options.node,
-                                                    snapshot_file=options.target,
-                                                    format="qcow2")
-    console.print(f"snapshot {options.target} of {options.node} taken")
+        # By node-name QEMU needs the overlay's node name too ("New overlay
+        # node-name missing"); by device it finds no node in a storage daemon.
+        await session.client.blockdev_snapshot_sync(
+            node_name=options.node, snapshot_file=options.target, format="qcow2",
+            snapshot_node_name=options.node_name or f"{options.node}-overlay")
+    _say(console, f"snapshot {options.target} of {options.node} taken")
     return OK
 
 
@@ -308,6 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.command == "raw":
         options.parsed = _parse_raw(parser, options.message)
+    if options.command == "snapshot" and options.internal and options.node_name:
+        parser.error("snapshot: --node-name is for external snapshots, not --internal")
     console = Console(highlight=False)
     try:
         return asyncio.run(_run(options, console))
