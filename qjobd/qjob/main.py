@@ -22,7 +22,15 @@ from qjobd.client import models as m
 from qjobd.server.listener import default_socket_path
 
 from .display import ProgressBoard, job_table, status_line
-from .session import HISTORY_COMMAND, JobView, Session, WaitTimeout, apply_job_data, connect
+from .session import (
+    HISTORY_COMMAND,
+    ConnectionLost,
+    JobView,
+    Session,
+    WaitTimeout,
+    apply_job_data,
+    connect,
+)
 
 __all__ = ["main"]
 
@@ -96,7 +104,8 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-id", default=None, help="the new job's id (default: generated)")
     parser.add_argument("--speed", type=int, default=None, help="rate limit in bytes/s")
     parser.add_argument("--wait", action="store_true",
-                        help="follow the job with progress bars until it finishes")
+                        help="follow the job with progress bars until it finishes (or "
+                        "is ready: a mirror or active commit then waits for complete)")
 
 
 def _print_json(value: object) -> None:
@@ -131,25 +140,34 @@ async def cmd_list(session: Session, options: argparse.Namespace, console: Conso
 
 
 async def _follow(session: Session, options: argparse.Namespace, console: Console,
-                  only: str | None = None) -> int:
+                  only: str | None = None,
+                  start: Callable[[], Awaitable[None]] | None = None) -> int:
+    """Follow the jobs (or only the job ``only``, which ``start`` starts) with
+    progress bars, or with --json a line each time what is shown changes."""
     views: dict[str, JobView] = {}
     interval = getattr(options, "interval", 0.5)
+
+    def shown() -> list[JobView]:
+        return [v for v in views.values() if only in (None, v.id)]
+
     if options.json:
+        last: list[str] = []
+
         def redraw() -> None:
-            _print_json([v.to_json() for v in views.values() if only in (None, v.id)])
-        await session.follow(views, interval, redraw)
+            line = json.dumps([v.to_json() for v in shown()])
+            if line != (last[-1] if last else None):  # a poll with no news says nothing
+                last.append(line)
+                print(line, flush=True)
+        await session.follow(views, interval, redraw, only=only, start=start)
     else:
         with ProgressBoard(console) as board:
-            await session.follow(
-                views, interval,
-                lambda: board.show(v for v in views.values() if only in (None, v.id)))
-        if not views:
-            console.print("no jobs")
-        for view in views.values():
-            if only in (None, view.id):
-                console.print(status_line(view))
-    watched = [v for v in views.values() if only in (None, v.id)]
-    return FAILED if any(v.failed for v in watched) else OK
+            await session.follow(views, interval, lambda: board.show(shown()), only=only,
+                                 start=start)
+        if not shown():
+            _say(console, "no jobs")
+        for view in shown():
+            _say(console, status_line(view))
+    return FAILED if any(v.failed for v in shown()) else OK
 
 
 async def cmd_watch(session: Session, options: argparse.Namespace, console: Console) -> int:
@@ -173,16 +191,16 @@ async def cmd_wait(session: Session, options: argparse.Namespace, console: Conso
 
 async def _started(session: Session, options: argparse.Namespace, console: Console,
                    job_id: str, start: Callable[[], Awaitable[None]]) -> int:
-    """Start a job; follow it with --wait, else say its id."""
+    """Start a job; follow it with --wait (from before it starts, so that even a
+    job that ends at once is seen ending), else say its id."""
     if not options.wait:
         await start()
         if options.json:
             _print_json({"id": job_id})
         else:
-            console.print(f"started job {job_id}")
+            _say(console, f"started job {job_id}")
         return OK
-    await start()
-    return await _follow(session, options, console, only=job_id)
+    return await _follow(session, options, console, only=job_id, start=start)
 
 
 def _job_id(options: argparse.Namespace, kind: str) -> str:
@@ -304,6 +322,10 @@ async def _run(options: argparse.Namespace, console: Console) -> int:
         return await COMMANDS[options.command](session, options, console)
     except ExecuteError as error:
         raise Failure(f"qjob: {options.command}: {error}") from None
+    except (ConnectionLost, QMPError, OSError, EOFError):
+        # ExecuteError is a QMPError too, caught above: what is left is the
+        # daemon going away mid-command (qemu.qmp's ExecInterruptedError...).
+        raise Failure(f"qjob: lost the connection to {socket}", USAGE) from None
     finally:
         await session.close()
 

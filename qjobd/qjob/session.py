@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import attrs
+from qemu.qmp import Runstate
+from qemu.qmp.error import QMPError
 
-from qjobd.client import Client, Event, ExecuteError
+from qjobd.client import Client, Event, EventStream, ExecuteError
 from qjobd.client import events as ev
 from qjobd.client.models import JobInfo
 
-__all__ = ["PROGRESS_CAPABILITY", "JobView", "Session", "WaitTimeout", "apply_job_data", "connect"]
+__all__ = ["PROGRESS_CAPABILITY", "ConnectionLost", "JobView", "Session", "WaitTimeout",
+           "apply_job_data", "connect"]
 
 PROGRESS_CAPABILITY = "x-qjobd-progress"
 WAIT_COMMAND = "x-job-wait"
@@ -34,8 +37,17 @@ HISTORY_COMMAND = "x-query-job-history"
 FINAL = frozenset(("concluded", "null"))
 
 
+#: How often a wait for events looks whether the connection is still there: qemu.qmp
+#: does not wake an event listener when the daemon goes away.
+_LIVENESS = 0.5
+
+
 class WaitTimeout(Exception):
     """A job did not finish within the time asked for."""
+
+
+class ConnectionLost(Exception):
+    """The daemon closed the connection (it quit or died) while qjob followed a job."""
 
 
 @attrs.define
@@ -105,7 +117,12 @@ class Session:
         return await self.client.query_jobs()
 
     async def close(self) -> None:
-        await self.client.disconnect()
+        """Disconnect; a daemon that is gone already is no further error (qemu.qmp
+        raises what ended the connection again here)."""
+        try:
+            await self.client.disconnect()
+        except (QMPError, OSError, EOFError):
+            pass
 
     # Following jobs.
 
@@ -173,7 +190,9 @@ class Session:
             view = views[job_id] = JobView(job_id)
             view.update_from_info(infos[job_id])
             while not view.finished:
-                self.apply_event(views, await stream.get())
+                event = await self._next_event(stream, None)
+                if event is not None:
+                    self.apply_event(views, event)
         if view.status == "concluded" and view.error is None:
             # Still listed (auto-dismiss off): the reply has the error, if any.
             for info in await self.jobs():
@@ -181,20 +200,53 @@ class Session:
                     view.update_from_info(info)
         return view
 
+    async def _next_event(self, stream: EventStream[Event],
+                          seconds: float | None) -> Event | None:
+        """The next event, or None after ``seconds`` (never with None).
+
+        :raise ConnectionLost: when the daemon goes away meanwhile; qemu.qmp would
+            leave the listener waiting forever.
+        """
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while True:
+            if self.client.qmp.runstate != Runstate.RUNNING:
+                raise ConnectionLost()
+            left = _LIVENESS if deadline is None else deadline - time.monotonic()
+            try:
+                return await asyncio.wait_for(stream.get(), max(0.0, min(left, _LIVENESS)))
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+
     async def follow(self, views: dict[str, JobView], interval: float,
-                     redraw: Callable[[], None]) -> None:
-        """Keep ``views`` current until every job seen has finished, calling
-        ``redraw`` after each change: from events when JOB_PROGRESS is enabled,
-        else by polling query-jobs every ``interval`` seconds."""
+                     redraw: Callable[[], None], *, only: str | None = None,
+                     start: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Keep ``views`` current, calling ``redraw`` after each change: from events
+        when JOB_PROGRESS is enabled, else by polling query-jobs every ``interval``
+        seconds.
+
+        Without ``only``, until every job seen has finished.  With ``only``, until
+        that job has finished or is ready (a mirror or an active commit in sync,
+        which ends only when told to, so waiting longer would be waiting forever);
+        other jobs do not hold it up.  ``start`` (which starts that job) runs once
+        events are collected, so none of the job's is missed, however fast it ends.
+        """
+        def following() -> bool:
+            if only is None:
+                return any(not v.finished for v in views.values())
+            view = views.get(only)
+            return view is None or not (view.finished or view.status == "ready")
+
         with self.client.events() as stream:
+            if start is not None:
+                await start()
             await self._poll(views)
             redraw()
             next_poll = time.monotonic() + interval
-            while any(not v.finished for v in views.values()):
-                timeout = max(0.0, next_poll - time.monotonic())
-                try:
-                    event = await asyncio.wait_for(stream.get(), timeout)
-                except TimeoutError:
+            while following():
+                event = await self._next_event(
+                    stream, max(0.0, next_poll - time.monotonic()))
+                if event is None:
                     if not self.progress:
                         await self._poll(views)
                     next_poll = time.monotonic() + interval
@@ -203,11 +255,8 @@ class Session:
                 redraw()
             # Events sent before the reply that showed a job gone (its completion,
             # with any error) are already queued: take them in.
-            while True:
-                try:
-                    self.apply_event(views, await asyncio.wait_for(stream.get(), 0.05))
-                except TimeoutError:
-                    break
+            while (event := await self._next_event(stream, 0.05)) is not None:
+                self.apply_event(views, event)
             redraw()
 
     async def _poll(self, views: dict[str, JobView]) -> None:
