@@ -36,6 +36,13 @@ HISTORY_COMMAND = "x-query-job-history"
 #: Statuses after which a job does no more work.
 FINAL = frozenset(("concluded", "null"))
 
+#: How far along its life a status is.  A job never goes back to a lower rank
+#: (running, paused, ready and standby alternate, all one rank), so a status change
+#: of lower rank than what a view shows is older news than the reply that showed
+#: it: the events a job sent before a query-jobs reply are taken in after it.
+_RANK = {"created": 0, "running": 1, "paused": 1, "ready": 1, "standby": 1,
+         "waiting": 2, "pending": 3, "aborting": 4, "concluded": 5, "null": 6}
+
 
 #: How often a wait for events looks whether the connection is still there: qemu.qmp
 #: does not wake an event listener when the daemon goes away.
@@ -131,7 +138,8 @@ class Session:
         JOB_PROGRESS when enabled)."""
         if isinstance(event, ev.JobStatusChangeEvent):
             view = jobs.setdefault(event.id, JobView(event.id))
-            view.status = event.status.value
+            if _RANK.get(event.status.value, 0) >= _RANK.get(view.status, 0):
+                view.status = event.status.value
             view.finished = view.finished or view.status in FINAL
         elif isinstance(event, ev.BlockJobCompletedEvent | ev.BlockJobCancelledEvent):
             view = jobs.setdefault(event.device, JobView(event.device))
@@ -279,10 +287,14 @@ def apply_job_data(jobs: dict[str, JobView], data: Mapping[str, object]) -> None
     if not isinstance(job_id, str):
         return
     view = jobs.setdefault(job_id, JobView(job_id))
-    for key, attribute in (("type", "type"), ("status", "status")):
-        if isinstance(data.get(key), str):
-            setattr(view, attribute, data[key])
-    view.current = _int(data.get("current", data.get("current-progress")), view.current)
+    if isinstance(data.get("type"), str):
+        view.type = str(data["type"])
+    status = data.get("status")
+    if isinstance(status, str) and _RANK.get(status, 0) >= _RANK.get(view.status, 0):
+        view.status = status
+    # current-progress never decreases: a lower one is older news.
+    view.current = max(view.current,
+                       _int(data.get("current", data.get("current-progress")), view.current))
     view.total = _int(data.get("total", data.get("total-progress")), view.total)
     description = data.get("description", data.get("progress-description"))
     if isinstance(description, str):
