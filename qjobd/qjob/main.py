@@ -273,7 +273,10 @@ async def cmd_history(session: Session, options: argparse.Namespace, console: Co
             view = JobView(str(entry.get("id")))
             apply_job_data({view.id: view}, entry)
             views.append(view)
-    console.print(job_table(views, title="finished jobs") if views else "no finished jobs")
+    if views:
+        console.print(job_table(views, title="finished jobs", finished=True))
+    else:
+        _say(console, "no finished jobs")
     return OK
 
 

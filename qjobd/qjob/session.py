@@ -68,9 +68,15 @@ class JobView:
     total: int = 0
     error: str | None = None
     description: str = ""
-    rate: float | None = None
+    #: Per second, as JOB_PROGRESS and the detailed JobInfo give it (an int).
+    rate: int | None = None
+    #: When the job concluded (seconds since the epoch), from the detailed JobInfo.
+    time_finished: float | None = None
     #: Seen going to concluded/null, or gone from query-jobs after being seen.
     finished: bool = False
+    #: The daemon's detailed JobInfo as it sent it (x-job-wait), for --json: it says
+    #: more than this view keeps, in the daemon's own member names.
+    details: Mapping[str, object] | None = None
 
     @property
     def failed(self) -> bool:
@@ -84,6 +90,8 @@ class JobView:
         self.finished = self.finished or self.status in FINAL
 
     def to_json(self) -> dict[str, object]:
+        if self.details is not None:
+            return dict(self.details)
         out: dict[str, object] = {"id": self.id, "type": self.type, "status": self.status,
                                   "current-progress": self.current,
                                   "total-progress": self.total}
@@ -175,10 +183,10 @@ class Session:
             try:
                 reply = await self.client.execute(WAIT_COMMAND, arguments)
             except ExecuteError as error:
-                text = str(error).lower()
-                if "not found" in text:  # QEMU's wording: Job not found
+                text = str(error)
+                if text == "Job not found":  # QEMU's words, which x-job-wait keeps
                     raise LookupError(job_id) from None
-                if "time" not in text:
+                if not text.startswith("Timed out after "):
                     raise
                 if limit is not None:
                     raise WaitTimeout(job_id) from None
@@ -187,6 +195,7 @@ class Session:
         view = JobView(job_id, finished=True)
         if isinstance(reply, Mapping):
             apply_job_data({job_id: view}, reply)
+            view.details = reply
         return view
 
     async def _wait_events(self, job_id: str) -> JobView:
@@ -300,8 +309,13 @@ def apply_job_data(jobs: dict[str, JobView], data: Mapping[str, object]) -> None
     if isinstance(description, str):
         view.description = description
     rate = data.get("rate")
-    if isinstance(rate, int | float) and not isinstance(rate, bool):
-        view.rate = float(rate)
+    if isinstance(rate, int) and not isinstance(rate, bool):
+        view.rate = rate
+    finished_at = data.get("time-finished")
+    if isinstance(finished_at, Mapping):
+        seconds, micro = finished_at.get("seconds"), finished_at.get("microseconds")
+        if isinstance(seconds, int) and isinstance(micro, int):
+            view.time_finished = seconds + micro / 1e6
     if isinstance(data.get("error"), str):
         view.error = str(data["error"])
     view.finished = view.finished or view.status in FINAL
