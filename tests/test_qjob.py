@@ -7,12 +7,15 @@ with ``qjob watch`` in a pty: rich's progress bars must show it moving, then don
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers.client import Client
@@ -135,17 +138,88 @@ def test_default_socket_is_the_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
     assert f"(default: {default_socket_path()})" in " ".join(shown.stdout.split())
 
 
-def test_history_needs_the_extension(qjobd_socket: Path) -> None:
-    schema = json.loads(qjob(qjobd_socket, "raw", '{"execute": "query-qmp-schema"}').stdout)
-    has_history = any(entry.get("name") == "x-query-job-history"
-                      for entry in schema["return"])
-    result = qjob(qjobd_socket, "history", "--json")
-    if has_history:
-        assert result.returncode == 0
-        assert isinstance(json.loads(result.stdout), list)
-    else:
-        assert result.returncode == 2
-        assert "keeps no job history" in result.stderr
+def json_lines(text: str) -> list[Any]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# qjobd's extensions: qjob must go through them, and it shows.
+
+
+def test_watch_against_qjobd_is_driven_by_pushed_progress(qjobd_socket: Path,
+                                                          tmp_path: Path) -> None:
+    # A poll an hour apart never comes: only JOB_PROGRESS events (with their rate,
+    # which query-jobs without details lacks) can show the backup part way.
+    add_source(qjobd_socket, tmp_path, mib=4)
+    assert qjob(qjobd_socket, "backup", "src", str(tmp_path / "dst.raw"), "--job-id", "bk",
+                "--speed", str(2 << 20)).returncode == 0
+    watched = qjob(qjobd_socket, "watch", "--json", "--interval", "3600", timeout=20)
+    assert watched.returncode == 0, watched.stderr
+    shots = json_lines(watched.stdout)
+    assert {view["id"] for shot in shots for view in shot} == {"bk"}
+    # The first line is the one poll; every later one came with an event.
+    part_way = [view for shot in shots[1:] for view in shot
+                if 0 < view["current-progress"] < 4 << 20]
+    assert part_way, shots
+    assert all(isinstance(view.get("rate"), int) and view["rate"] > 0 for view in part_way)
+    assert shots[-1][0]["current-progress"] == 4 << 20
+    assert shots[-1][0]["status"] in ("concluded", "null")
+    # A line says something new: an idle moment prints nothing.
+    assert all(a != b for a, b in itertools.pairwise(shots))
+
+
+def test_wait_against_qjobd_uses_x_job_wait(qjobd_socket: Path, tmp_path: Path) -> None:
+    add_source(qjobd_socket, tmp_path, mib=1)
+    done = qjob(qjobd_socket, "backup", "src", str(tmp_path / "dst.raw"), "--job-id", "bk",
+                "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    assert qjob(qjobd_socket, "list", "--json").stdout == "[]\n"  # dismissed: gone
+    # Job events cannot tell of a job that is gone (against QSD this is "no job");
+    # x-job-wait answers from the history, with its detailed JobInfo.
+    waited = qjob(qjobd_socket, "wait", "bk", "--json")
+    assert waited.returncode == 0, waited.stderr
+    info = json.loads(waited.stdout)
+    assert (info["id"], info["type"], info["status"]) == ("bk", "backup", "concluded")
+    assert info["command"] == "drive-backup"
+    assert {"time-created", "time-started", "time-finished", "status-history"} <= set(info)
+    assert "error" not in info
+    plain_wait = qjob(qjobd_socket, "wait", "bk")
+    assert (plain_wait.returncode, plain_wait.stdout) == (0, "bk backup done 100%\n")
+
+
+def test_history_lists_finished_jobs(qjobd_socket: Path, tmp_path: Path) -> None:
+    add_source(qjobd_socket, tmp_path, mib=1)
+    assert qjob(qjobd_socket, "backup", "src", str(tmp_path / "ok.raw"), "--job-id", "good",
+                "--wait").returncode == 0
+    with Client(qjobd_socket) as client:
+        client.add_blkdebug("bad", data_image(tmp_path / "bad.raw", 1),
+                            [{"event": "read_aio", "errno": 5}])
+    failed = qjob(qjobd_socket, "backup", "bad", str(tmp_path / "no.raw"), "--job-id",
+                  "broken", "--wait")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    history = qjob(qjobd_socket, "history", "--json")
+    assert history.returncode == 0, history.stderr
+    broken, good = json.loads(history.stdout)  # newest first
+    assert (good["id"], good["type"], good["status"]) == ("good", "backup", "concluded")
+    assert good["current-progress"] == good["total-progress"] == 1 << 20
+    assert good["command"] == "drive-backup"
+    assert good["arguments"]["target"] == str(tmp_path / "ok.raw")
+    assert good["time-created"]["seconds"] <= good["time-finished"]["seconds"]
+    assert [step["status"] for step in good["status-history"]][-1] == "concluded"
+    assert "error" not in good
+    assert (broken["id"], broken["status"]) == ("broken", "concluded")
+    assert broken["error"]
+    [newest] = json.loads(qjob(qjobd_socket, "history", "--json", "--limit", "1").stdout)
+    assert newest["id"] == "broken"
+    status, output = run_in_terminal([*QJOB, "--socket", str(qjobd_socket), "history"])
+    text = plain(output)
+    assert status == 0, text
+    assert "finished jobs" in text
+    finished = time.strftime("%Y-%m-%d %H:%M", time.localtime(good["time-finished"]["seconds"]))
+    row = next(line for line in text.splitlines() if "│ good" in line)
+    assert re.search(r"│ good\s+│ backup\s+│ concluded\s+│ " + finished, row), row
+    assert "100%" in row
+    row = next(line for line in text.splitlines() if "│ broken" in line)
+    assert broken["error"][:20] in row
 
 
 # Against qemu-storage-daemon: the commands QEMU has.
@@ -172,6 +246,9 @@ def test_list_and_wait_against_qsd(qsd_socket: Path, tmp_path: Path) -> None:
     assert status == 0
     assert plain(output).strip() == "bk backup done 100%"
     assert (tmp_path / "dst.raw").read_bytes() == (tmp_path / "src.raw").read_bytes()
+    # No x-job-wait: job events cannot tell of a job that is gone.
+    gone = qjob(qsd_socket, "wait", "bk")
+    assert (gone.returncode, gone.stderr) == (1, "qjob: no job 'bk'\n")
     history = qjob(qsd_socket, "history")
     assert history.returncode == 2
     assert "keeps no job history" in history.stderr
