@@ -5,11 +5,13 @@ Scripts use ``--json`` instead, which never goes through this module.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from .session import JobView
 
@@ -32,12 +34,26 @@ def status_line(view: JobView) -> str:
     return f"{text} failed: {view.error}" if view.error is not None else text
 
 
-def job_table(views: Iterable[JobView], title: str = "jobs") -> Table:
+def _local_time(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def job_table(views: Iterable[JobView], title: str = "jobs", finished: bool = False) -> Table:
+    """A row per job; with ``finished``, also when each concluded (the history's
+    point is what ran and when)."""
+    columns = ["id", "type", "status", "progress", "error"]
+    if finished:
+        columns.insert(3, "finished")
     table = Table(title=title)
-    for column in ("id", "type", "status", "progress", "error"):
+    for column in columns:
         table.add_column(column)
     for view in views:
-        table.add_row(view.id, view.type, view.status, _percent(view), view.error or "")
+        cells = [view.id, view.type, view.status, _percent(view), view.error or ""]
+        if finished:
+            cells.insert(3, _local_time(view.time_finished))
+        table.add_row(*(Text(cell) for cell in cells))  # ids and errors are not markup
     return table
 
 
@@ -45,9 +61,11 @@ class ProgressBoard:
     """One progress bar per job, redrawn in place on a terminal."""
 
     def __init__(self, console: Console) -> None:
+        # Job ids, descriptions and errors are shown as they are, not as markup.
         self.progress = Progress(
-            TextColumn("{task.fields[job]}"), BarColumn(), TaskProgressColumn(),
-            TextColumn("{task.fields[status]}"), TextColumn("{task.fields[note]}"),
+            TextColumn("{task.fields[job]}", markup=False), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[status]}", markup=False),
+            TextColumn("{task.fields[note]}", markup=False),
             console=console, refresh_per_second=8,
         )
         self._tasks: dict[str, TaskID] = {}

@@ -22,7 +22,15 @@ from qjobd.client import models as m
 from qjobd.server.listener import default_socket_path
 
 from .display import ProgressBoard, job_table, status_line
-from .session import HISTORY_COMMAND, JobView, Session, WaitTimeout, apply_job_data, connect
+from .session import (
+    HISTORY_COMMAND,
+    ConnectionLost,
+    JobView,
+    Session,
+    WaitTimeout,
+    apply_job_data,
+    connect,
+)
 
 __all__ = ["main"]
 
@@ -79,6 +87,9 @@ def _parser() -> argparse.ArgumentParser:
     snapshot.add_argument("node")
     snapshot.add_argument("target", metavar="FILE|NAME")
     snapshot.add_argument("--internal", action="store_true")
+    snapshot.add_argument("--node-name", default=None,
+                          help="the overlay's node name (default: NODE-overlay); QEMU "
+                          "wants one when the snapshot is of a node, not a device")
     for verb in ("pause", "resume", "cancel", "complete", "dismiss", "finalize"):
         command(verb, f"{verb} the job ID").add_argument("id")
     history = command("history", "list finished jobs (qjobd's x-query-job-history)",
@@ -93,11 +104,19 @@ def _job_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--job-id", default=None, help="the new job's id (default: generated)")
     parser.add_argument("--speed", type=int, default=None, help="rate limit in bytes/s")
     parser.add_argument("--wait", action="store_true",
-                        help="follow the job with progress bars until it finishes")
+                        help="follow the job with progress bars until it finishes (or "
+                        "is ready: a mirror or active commit then waits for complete)")
 
 
 def _print_json(value: object) -> None:
     print(json.dumps(value), flush=True)
+
+
+def _say(console: Console, text: str) -> None:
+    """One line for people and for scripts that read them: as it is, not taken for
+    rich markup (an error or a path may hold brackets), and not folded at 80
+    columns when stdout is no terminal."""
+    console.print(text, markup=False, soft_wrap=True)
 
 
 # Section: commands
@@ -114,32 +133,41 @@ async def cmd_list(session: Session, options: argparse.Namespace, console: Conso
         view.update_from_info(job)
         views.append(view)
     if not views:
-        console.print("no jobs")
+        _say(console, "no jobs")
     else:
         console.print(job_table(views))
     return OK
 
 
 async def _follow(session: Session, options: argparse.Namespace, console: Console,
-                  only: str | None = None) -> int:
+                  only: str | None = None,
+                  start: Callable[[], Awaitable[None]] | None = None) -> int:
+    """Follow the jobs (or only the job ``only``, which ``start`` starts) with
+    progress bars, or with --json a line each time what is shown changes."""
     views: dict[str, JobView] = {}
     interval = getattr(options, "interval", 0.5)
+
+    def shown() -> list[JobView]:
+        return [v for v in views.values() if only in (None, v.id)]
+
     if options.json:
+        last: list[str] = []
+
         def redraw() -> None:
-            _print_json([v.to_json() for v in views.values() if only in (None, v.id)])
-        await session.follow(views, interval, redraw)
+            line = json.dumps([v.to_json() for v in shown()])
+            if line != (last[-1] if last else None):  # a poll with no news says nothing
+                last.append(line)
+                print(line, flush=True)
+        await session.follow(views, interval, redraw, only=only, start=start)
     else:
         with ProgressBoard(console) as board:
-            await session.follow(
-                views, interval,
-                lambda: board.show(v for v in views.values() if only in (None, v.id)))
-        if not views:
-            console.print("no jobs")
-        for view in views.values():
-            if only in (None, view.id):
-                console.print(status_line(view))
-    watched = [v for v in views.values() if only in (None, v.id)]
-    return FAILED if any(v.failed for v in watched) else OK
+            await session.follow(views, interval, lambda: board.show(shown()), only=only,
+                                 start=start)
+        if not shown():
+            _say(console, "no jobs")
+        for view in shown():
+            _say(console, status_line(view))
+    return FAILED if any(v.failed for v in shown()) else OK
 
 
 async def cmd_watch(session: Session, options: argparse.Namespace, console: Console) -> int:
@@ -157,22 +185,22 @@ async def cmd_wait(session: Session, options: argparse.Namespace, console: Conso
     if options.json:
         _print_json(view.to_json())
     else:
-        console.print(status_line(view))
+        _say(console, status_line(view))
     return FAILED if view.failed else OK
 
 
 async def _started(session: Session, options: argparse.Namespace, console: Console,
                    job_id: str, start: Callable[[], Awaitable[None]]) -> int:
-    """Start a job; follow it with --wait, else say its id."""
+    """Start a job; follow it with --wait (from before it starts, so that even a
+    job that ends at once is seen ending), else say its id."""
     if not options.wait:
         await start()
         if options.json:
             _print_json({"id": job_id})
         else:
-            console.print(f"started job {job_id}")
+            _say(console, f"started job {job_id}")
         return OK
-    await start()
-    return await _follow(session, options, console, only=job_id)
+    return await _follow(session, options, console, only=job_id, start=start)
 
 
 def _job_id(options: argparse.Namespace, kind: str) -> str:
@@ -212,16 +240,18 @@ async def cmd_snapshot(session: Session, options: argparse.Namespace, console: C
         await session.client.blockdev_snapshot_internal_sync(device=options.node,
                                                              name=options.target)
     else:
-        await session.client.blockdev_snapshot_sync(node_name=options.node,
-                                                    snapshot_file=options.target,
-                                                    format="qcow2")
-    console.print(f"snapshot {options.target} of {options.node} taken")
+        # By node-name QEMU needs the overlay's node name too ("New overlay
+        # node-name missing"); by device it finds no node in a storage daemon.
+        await session.client.blockdev_snapshot_sync(
+            node_name=options.node, snapshot_file=options.target, format="qcow2",
+            snapshot_node_name=options.node_name or f"{options.node}-overlay")
+    _say(console, f"snapshot {options.target} of {options.node} taken")
     return OK
 
 
 async def cmd_verb(session: Session, options: argparse.Namespace, console: Console) -> int:
     await session.client.execute(f"job-{options.command}", {"id": options.id})
-    console.print(f"{options.command}: {options.id}")
+    _say(console, f"{options.command}: {options.id}")
     return OK
 
 
@@ -243,7 +273,10 @@ async def cmd_history(session: Session, options: argparse.Namespace, console: Co
             view = JobView(str(entry.get("id")))
             apply_job_data({view.id: view}, entry)
             views.append(view)
-    console.print(job_table(views, title="finished jobs") if views else "no finished jobs")
+    if views:
+        console.print(job_table(views, title="finished jobs", finished=True))
+    else:
+        _say(console, "no finished jobs")
     return OK
 
 
@@ -292,6 +325,10 @@ async def _run(options: argparse.Namespace, console: Console) -> int:
         return await COMMANDS[options.command](session, options, console)
     except ExecuteError as error:
         raise Failure(f"qjob: {options.command}: {error}") from None
+    except (ConnectionLost, QMPError, OSError, EOFError):
+        # ExecuteError is a QMPError too, caught above: what is left is the
+        # daemon going away mid-command (qemu.qmp's ExecInterruptedError...).
+        raise Failure(f"qjob: lost the connection to {socket}", USAGE) from None
     finally:
         await session.close()
 
@@ -301,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.command == "raw":
         options.parsed = _parse_raw(parser, options.message)
+    if options.command == "snapshot" and options.internal and options.node_name:
+        parser.error("snapshot: --node-name is for external snapshots, not --internal")
     console = Console(highlight=False)
     try:
         return asyncio.run(_run(options, console))

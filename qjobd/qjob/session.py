@@ -15,16 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 import attrs
+from qemu.qmp import Runstate
+from qemu.qmp.error import QMPError
 
-from qjobd.client import Client, Event, ExecuteError
+from qjobd.client import Client, Event, EventStream, ExecuteError
 from qjobd.client import events as ev
 from qjobd.client.models import JobInfo
 
-__all__ = ["PROGRESS_CAPABILITY", "JobView", "Session", "WaitTimeout", "apply_job_data", "connect"]
+__all__ = ["PROGRESS_CAPABILITY", "ConnectionLost", "JobView", "Session", "WaitTimeout",
+           "apply_job_data", "connect"]
 
 PROGRESS_CAPABILITY = "x-qjobd-progress"
 WAIT_COMMAND = "x-job-wait"
@@ -33,9 +36,25 @@ HISTORY_COMMAND = "x-query-job-history"
 #: Statuses after which a job does no more work.
 FINAL = frozenset(("concluded", "null"))
 
+#: How far along its life a status is.  A job never goes back to a lower rank
+#: (running, paused, ready and standby alternate, all one rank), so a status change
+#: of lower rank than what a view shows is older news than the reply that showed
+#: it: the events a job sent before a query-jobs reply are taken in after it.
+_RANK = {"created": 0, "running": 1, "paused": 1, "ready": 1, "standby": 1,
+         "waiting": 2, "pending": 3, "aborting": 4, "concluded": 5, "null": 6}
+
+
+#: How often a wait for events looks whether the connection is still there: qemu.qmp
+#: does not wake an event listener when the daemon goes away.
+_LIVENESS = 0.5
+
 
 class WaitTimeout(Exception):
     """A job did not finish within the time asked for."""
+
+
+class ConnectionLost(Exception):
+    """The daemon closed the connection (it quit or died) while qjob followed a job."""
 
 
 @attrs.define
@@ -49,9 +68,15 @@ class JobView:
     total: int = 0
     error: str | None = None
     description: str = ""
-    rate: float | None = None
+    #: Per second, as JOB_PROGRESS and the detailed JobInfo give it (an int).
+    rate: int | None = None
+    #: When the job concluded (seconds since the epoch), from the detailed JobInfo.
+    time_finished: float | None = None
     #: Seen going to concluded/null, or gone from query-jobs after being seen.
     finished: bool = False
+    #: The daemon's detailed JobInfo as it sent it (x-job-wait), for --json: it says
+    #: more than this view keeps, in the daemon's own member names.
+    details: Mapping[str, object] | None = None
 
     @property
     def failed(self) -> bool:
@@ -65,6 +90,8 @@ class JobView:
         self.finished = self.finished or self.status in FINAL
 
     def to_json(self) -> dict[str, object]:
+        if self.details is not None:
+            return dict(self.details)
         out: dict[str, object] = {"id": self.id, "type": self.type, "status": self.status,
                                   "current-progress": self.current,
                                   "total-progress": self.total}
@@ -105,7 +132,12 @@ class Session:
         return await self.client.query_jobs()
 
     async def close(self) -> None:
-        await self.client.disconnect()
+        """Disconnect; a daemon that is gone already is no further error (qemu.qmp
+        raises what ended the connection again here)."""
+        try:
+            await self.client.disconnect()
+        except (QMPError, OSError, EOFError):
+            pass
 
     # Following jobs.
 
@@ -114,7 +146,8 @@ class Session:
         JOB_PROGRESS when enabled)."""
         if isinstance(event, ev.JobStatusChangeEvent):
             view = jobs.setdefault(event.id, JobView(event.id))
-            view.status = event.status.value
+            if _RANK.get(event.status.value, 0) >= _RANK.get(view.status, 0):
+                view.status = event.status.value
             view.finished = view.finished or view.status in FINAL
         elif isinstance(event, ev.BlockJobCompletedEvent | ev.BlockJobCancelledEvent):
             view = jobs.setdefault(event.device, JobView(event.device))
@@ -150,10 +183,10 @@ class Session:
             try:
                 reply = await self.client.execute(WAIT_COMMAND, arguments)
             except ExecuteError as error:
-                text = str(error).lower()
-                if "not found" in text:  # QEMU's wording: Job not found
+                text = str(error)
+                if text == "Job not found":  # QEMU's words, which x-job-wait keeps
                     raise LookupError(job_id) from None
-                if "time" not in text:
+                if not text.startswith("Timed out after "):
                     raise
                 if limit is not None:
                     raise WaitTimeout(job_id) from None
@@ -162,6 +195,7 @@ class Session:
         view = JobView(job_id, finished=True)
         if isinstance(reply, Mapping):
             apply_job_data({job_id: view}, reply)
+            view.details = reply
         return view
 
     async def _wait_events(self, job_id: str) -> JobView:
@@ -173,7 +207,9 @@ class Session:
             view = views[job_id] = JobView(job_id)
             view.update_from_info(infos[job_id])
             while not view.finished:
-                self.apply_event(views, await stream.get())
+                event = await self._next_event(stream, None)
+                if event is not None:
+                    self.apply_event(views, event)
         if view.status == "concluded" and view.error is None:
             # Still listed (auto-dismiss off): the reply has the error, if any.
             for info in await self.jobs():
@@ -181,20 +217,53 @@ class Session:
                     view.update_from_info(info)
         return view
 
+    async def _next_event(self, stream: EventStream[Event],
+                          seconds: float | None) -> Event | None:
+        """The next event, or None after ``seconds`` (never with None).
+
+        :raise ConnectionLost: when the daemon goes away meanwhile; qemu.qmp would
+            leave the listener waiting forever.
+        """
+        deadline = None if seconds is None else time.monotonic() + seconds
+        while True:
+            if self.client.qmp.runstate != Runstate.RUNNING:
+                raise ConnectionLost()
+            left = _LIVENESS if deadline is None else deadline - time.monotonic()
+            try:
+                return await asyncio.wait_for(stream.get(), max(0.0, min(left, _LIVENESS)))
+            except TimeoutError:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+
     async def follow(self, views: dict[str, JobView], interval: float,
-                     redraw: Callable[[], None]) -> None:
-        """Keep ``views`` current until every job seen has finished, calling
-        ``redraw`` after each change: from events when JOB_PROGRESS is enabled,
-        else by polling query-jobs every ``interval`` seconds."""
+                     redraw: Callable[[], None], *, only: str | None = None,
+                     start: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Keep ``views`` current, calling ``redraw`` after each change: from events
+        when JOB_PROGRESS is enabled, else by polling query-jobs every ``interval``
+        seconds.
+
+        Without ``only``, until every job seen has finished.  With ``only``, until
+        that job has finished or is ready (a mirror or an active commit in sync,
+        which ends only when told to, so waiting longer would be waiting forever);
+        other jobs do not hold it up.  ``start`` (which starts that job) runs once
+        events are collected, so none of the job's is missed, however fast it ends.
+        """
+        def following() -> bool:
+            if only is None:
+                return any(not v.finished for v in views.values())
+            view = views.get(only)
+            return view is None or not (view.finished or view.status == "ready")
+
         with self.client.events() as stream:
+            if start is not None:
+                await start()
             await self._poll(views)
             redraw()
             next_poll = time.monotonic() + interval
-            while any(not v.finished for v in views.values()):
-                timeout = max(0.0, next_poll - time.monotonic())
-                try:
-                    event = await asyncio.wait_for(stream.get(), timeout)
-                except TimeoutError:
+            while following():
+                event = await self._next_event(
+                    stream, max(0.0, next_poll - time.monotonic()))
+                if event is None:
                     if not self.progress:
                         await self._poll(views)
                     next_poll = time.monotonic() + interval
@@ -203,11 +272,8 @@ class Session:
                 redraw()
             # Events sent before the reply that showed a job gone (its completion,
             # with any error) are already queued: take them in.
-            while True:
-                try:
-                    self.apply_event(views, await asyncio.wait_for(stream.get(), 0.05))
-                except TimeoutError:
-                    break
+            while (event := await self._next_event(stream, 0.05)) is not None:
+                self.apply_event(views, event)
             redraw()
 
     async def _poll(self, views: dict[str, JobView]) -> None:
@@ -230,17 +296,26 @@ def apply_job_data(jobs: dict[str, JobView], data: Mapping[str, object]) -> None
     if not isinstance(job_id, str):
         return
     view = jobs.setdefault(job_id, JobView(job_id))
-    for key, attribute in (("type", "type"), ("status", "status")):
-        if isinstance(data.get(key), str):
-            setattr(view, attribute, data[key])
-    view.current = _int(data.get("current", data.get("current-progress")), view.current)
+    if isinstance(data.get("type"), str):
+        view.type = str(data["type"])
+    status = data.get("status")
+    if isinstance(status, str) and _RANK.get(status, 0) >= _RANK.get(view.status, 0):
+        view.status = status
+    # current-progress never decreases: a lower one is older news.
+    view.current = max(view.current,
+                       _int(data.get("current", data.get("current-progress")), view.current))
     view.total = _int(data.get("total", data.get("total-progress")), view.total)
     description = data.get("description", data.get("progress-description"))
     if isinstance(description, str):
         view.description = description
     rate = data.get("rate")
-    if isinstance(rate, int | float) and not isinstance(rate, bool):
-        view.rate = float(rate)
+    if isinstance(rate, int) and not isinstance(rate, bool):
+        view.rate = rate
+    finished_at = data.get("time-finished")
+    if isinstance(finished_at, Mapping):
+        seconds, micro = finished_at.get("seconds"), finished_at.get("microseconds")
+        if isinstance(seconds, int) and isinstance(micro, int):
+            view.time_finished = seconds + micro / 1e6
     if isinstance(data.get("error"), str):
         view.error = str(data["error"])
     view.finished = view.finished or view.status in FINAL
