@@ -374,3 +374,52 @@ def test_mirror_details_when_ready_and_after_complete(qjobd_socket: Path,
         assert info["rate"] == 0
         assert [s["status"] for s in info["status-history"]] == [
             "created", "running", "ready", "waiting", "pending", "concluded"]
+
+
+def test_mirror_progress_is_valid_only_once_measured(qjobd_socket: Path,
+                                                     tmp_path: Path) -> None:
+    """A mirror's total is 0 until it has marked what it must copy, so a client needs
+    progress-valid to tell "nothing to do" from "not measured yet".
+
+    A job-pause sent in the same write as blockdev-mirror is run before the job can
+    have measured anything: the reader reaches it after at most one schedule point,
+    while the job has to pass a schedule point and then wait for worker threads
+    (zeroing the target, reading the source's allocation) before it measures, and
+    the pause point it then stops at comes before the measurement.
+    """
+    size = 8 * MiB
+    with Client(qjobd_socket) as c:
+        c.add_raw("src", make_image(tmp_path / "src.raw", size, data=True))
+        c.add_raw("dst", make_image(tmp_path / "dst.raw", size))
+        c.wire.send(json.dumps({"execute": "blockdev-mirror", "arguments": {
+            "job-id": "m", "device": "src", "target": "dst", "sync": "full"}}) + "\n"
+                    + json.dumps({"execute": "job-pause", "arguments": {"id": "m"}}) + "\n")
+        for _ in range(2):
+            line = c.wire.raw_reply(timeout=30)
+            assert line is not None
+            assert json.loads(line) == {"return": {}}
+        c._collect()
+        c.wait_status("m", "paused")
+        (info,) = c.ok("query-jobs", {"details": True})
+        assert info["status"] == "paused"
+        assert info["total-progress"] == 0
+        assert info["progress-valid"] is False
+        assert c.ok("query-jobs", {"filters": [["progress-valid", "=", False]]}) == [info]
+        # Waiting for "running" captures the job the moment it resumes: still unmeasured.
+        c.wire.send(b'{"execute": "x-job-wait", "arguments": {"id": "m",'
+                    b' "statuses": ["running"], "timeout": 30}}\n')
+        with Client(qjobd_socket) as other:
+            other.ok("job-resume", {"id": "m"})
+        line = c.wire.raw_reply(timeout=30)
+        assert line is not None
+        resumed = json.loads(line)["return"]
+        assert resumed["status"] == "running"
+        assert resumed["progress-valid"] is False
+        assert resumed["progress-description"] == "Measuring the work to do"
+        info = c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 30})
+        assert info["progress-valid"] is True
+        assert info["total-progress"] == info["current-progress"] == size
+        assert c.ok("query-jobs", {"filters": [["progress-valid", "=", False]]}) == []
+        c.ok("job-cancel", {"id": "m"})
+        c.wait_status("m", "null")
+
