@@ -423,3 +423,18 @@ def test_mirror_progress_is_valid_only_once_measured(qjobd_socket: Path,
         c.ok("job-cancel", {"id": "m"})
         c.wait_status("m", "null")
 
+
+def test_mirror_of_an_empty_image_knows_its_total(qjobd_socket: Path,
+                                                  tmp_path: Path) -> None:
+    """Nothing to copy is a known total of 0: the job is ready at once and its
+    progress valid, unlike a mirror that has not measured yet."""
+    with Client(qjobd_socket) as c:
+        c.add_raw("src", make_image(tmp_path / "src.raw", 0))
+        c.add_raw("dst", make_image(tmp_path / "dst.raw", 0))
+        c.ok("blockdev-mirror", {"job-id": "m", "device": "src", "target": "dst",
+                                 "sync": "full"})
+        info = c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 30})
+        assert info["total-progress"] == 0
+        assert info["progress-valid"] is True
+        c.ok("job-cancel", {"id": "m"})
+        c.wait_status("m", "null")
