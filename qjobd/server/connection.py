@@ -34,7 +34,9 @@ Flow control counts the bytes of unsent output (what the socket has not taken):
 * Events never wait.  A client whose unsent output an event would take past
   :data:`CLIENT_OUTPUT_LIMIT` (or :data:`OUTGOING_LIMIT` messages) is dropped and the
   drop logged.  The room between the two per-client bounds is for events to a client
-  whose replies are being held back.
+  whose replies are being held back.  JOB_PROGRESS is the exception: the feed
+  (:mod:`qjobd.server.progress`) sends none while anything is unsent, so only the
+  latest progress reaches a slow client, and progress alone never drops one.
 
 A reply is queued (or sent) with no checkpoint between the end of its command and the
 queueing, so ``quit`` gets its answer out before the daemon stops the reader; what is
