@@ -8,15 +8,18 @@ stand in for the block jobs, blockdev-create and snapshot-delete for the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.client import Client
+from helpers.daemons import Daemon
 from helpers.images import MiB, make_image
 from helpers.wire import Wire
 
@@ -436,5 +439,55 @@ def test_mirror_of_an_empty_image_knows_its_total(qjobd_socket: Path,
         info = c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 30})
         assert info["total-progress"] == 0
         assert info["progress-valid"] is True
+        c.ok("job-cancel", {"id": "m"})
+        c.wait_status("m", "null")
+
+
+def test_job_wait_of_a_client_that_hangs_up_ends_with_it(qjobd: Daemon,
+                                                         tmp_path: Path) -> None:
+    """Clients that hang up in the middle of a long x-job-wait take their wait and
+    their socket with them at once, not at the timeout or the job's end (a ready
+    mirror never ends by itself); the daemon serves on."""
+    with Client(qjobd.socket) as c:
+        c.add_raw("src", make_image(tmp_path / "src.raw", MiB, data=True))
+        c.add_raw("dst", make_image(tmp_path / "dst.raw", MiB))
+        c.ok("blockdev-mirror", {"job-id": "m", "device": "src", "target": "dst",
+                                 "sync": "full"})
+        c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 30})
+        descriptors = Path(f"/proc/{qjobd.process.pid}/fd")
+
+        def sockets() -> int:
+            """The daemon's open sockets (its other descriptors come and go)."""
+            count = 0
+            for entry in descriptors.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    count += os.readlink(entry).startswith("socket:")
+            return count
+
+        baseline = sockets()
+        waiters = [Wire(qjobd.socket) for _ in range(40)]
+        for wire in waiters:
+            wire.negotiate()
+            wire.send(b'{"execute": "x-job-wait", "arguments": {"id": "m", "timeout": 600}}\n')
+        # All connected; a wait that has not begun (its request still unread) must
+        # end with its client as well as one that has.
+        assert c.ok("query-jobs")[0]["status"] == "ready"
+        assert sockets() == baseline + len(waiters)
+        for wire in waiters:
+            wire.close()
+        deadline = time.monotonic() + 60  # only guards against a hang
+        while sockets() > baseline:
+            assert time.monotonic() < deadline, "the daemon kept the waiters' sockets"
+            time.sleep(0.02)
+        assert c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 1})[
+            "status"] == "ready"
+        # Shutting down only its sending side is no hangup: the client still reads.
+        with Wire(qjobd.socket) as wire:
+            wire.negotiate()
+            wire.send(b'{"execute": "x-job-wait", "arguments": {"id": "m", "timeout": 0.5}}\n')
+            wire.sock.shutdown(socket.SHUT_WR)
+            assert wire.reply(timeout=30) == {"error": {"class": "GenericError", "desc": (
+                "Timed out after 0.5 seconds waiting for job 'm' to reach status "
+                "concluded, null")}}
         c.ok("job-cancel", {"id": "m"})
         c.wait_status("m", "null")
