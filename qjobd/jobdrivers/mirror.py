@@ -390,6 +390,9 @@ class MirrorDriver(BlockJobDriver):
         length = self.source.length()
         self._check_sizes(length)
         if length == 0:
+            # Nothing to copy is a total known at once: without this the job would
+            # report progress-valid false until it ends.
+            job.progress_set_remaining(0)
             job.transition_to_ready()
             while not (self.should_complete or job.cancel_requested):
                 await self._idle_wait(job)

@@ -34,11 +34,20 @@ Flow control counts the bytes of unsent output (what the socket has not taken):
 * Events never wait.  A client whose unsent output an event would take past
   :data:`CLIENT_OUTPUT_LIMIT` (or :data:`OUTGOING_LIMIT` messages) is dropped and the
   drop logged.  The room between the two per-client bounds is for events to a client
-  whose replies are being held back.
+  whose replies are being held back.  JOB_PROGRESS is the exception: the feed
+  (:mod:`qjobd.server.progress`) sends none while anything is unsent, so only the
+  latest progress reaches a slow client, and progress alone never drops one.
 
 A reply is queued (or sent) with no checkpoint between the end of its command and the
 queueing, so ``quit`` gets its answer out before the daemon stops the reader; what is
 queued when the reader stops is still sent.
+
+Hangup.  A client that closes its socket while one of its commands waits (an
+``x-job-wait``) is noticed at once through the daemon's
+:class:`~qjobd.server.hangup.HangupWatcher`, not when the command ends: the
+connection ends as when a write finds the client gone, cancelling the command and
+dropping the requests it had not read yet (QEMU too drops a closed monitor's queued
+requests), so its task, its socket and its wait go away.
 """
 
 from __future__ import annotations
@@ -58,6 +67,7 @@ from trio.lowlevel import ParkingLot
 from qjobd.commands.dispatch import Dispatcher
 from qjobd.protocol.session import Call, Reply, ReplyCache, Session
 from qjobd.server.events import PROGRESS_CAPABILITY, EventBus, wire_bytes
+from qjobd.server.hangup import HangupWatcher
 from qjobd.server.progress import ProgressFeed
 
 __all__ = [
@@ -165,12 +175,15 @@ class Connection:
 
     :param output: the daemon-wide output budget (a private one when not given).
     :param replies: the daemon-wide cache of constant replies, if any.
+    :param hangups: the daemon's hangup watcher; without one a client that hangs up
+        is noticed only when something is written to it or its requests are read.
     """
 
     def __init__(self, dispatcher: Dispatcher, events: EventBus, greeting: dict[str, Any],
                  stream: trio.SocketStream | StdioChannel, *,
                  output: OutputBudget | None = None,
-                 replies: ReplyCache | None = None) -> None:
+                 replies: ReplyCache | None = None,
+                 hangups: HangupWatcher | None = None) -> None:
         self._dispatcher = dispatcher
         self._events = events
         self.number = next(_numbers)
@@ -191,6 +204,7 @@ class Connection:
         else:
             self._read_fd = self._write_fd = stream.socket.fileno()
         self._output = output if output is not None else OutputBudget()
+        self._hangups = hangups
         self._queue: deque[bytes | memoryview] = deque()
         self._unsent = 0
         #: The writer parks here while the queue is empty.
@@ -362,6 +376,10 @@ class Connection:
 
     async def run(self) -> None:
         logger.debug("client %d connected", self.number)
+        # What we write to is what matters: a hangup there means nobody can receive
+        # our replies (a stdin pipe's hangup is only the end of the requests).
+        if self._hangups is not None:
+            self._hangups.watch(self._write_fd, self._hung_up)
         try:
             with self._scope:
                 async with trio.open_nursery() as nursery:
@@ -377,9 +395,15 @@ class Connection:
                         self._closing = True
                         self._writer_idle.unpark_all()
         finally:
+            if self._hangups is not None:
+                self._hangups.unwatch(self._write_fd)
             self._events.unsubscribe(self)
             self._discard()
         logger.debug("client %d disconnected", self.number)
+
+    def _hung_up(self) -> None:
+        logger.debug("client %d hung up", self.number)
+        self._break()
 
     def _subscribe(self) -> None:
         """Command mode: events from now on, and JOB_PROGRESS if the client asked."""

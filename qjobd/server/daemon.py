@@ -5,6 +5,7 @@ Task tree while serving::
     serve()
      +-- accept loop (trio.serve_listeners), one listener per socket monitor
      +-- client nursery: one Connection.run() per client (the stdio monitor too)
+     +-- hangup watcher (ends the connections whose client hung up)
      +-- job manager nursery (jobs run here, independent of any client)
 
 A client that disconnects takes nothing else with it; ``quit`` or a signal stops the
@@ -37,6 +38,7 @@ from qjobd.qapi.schema import Schema
 from qjobd.schema_path import bundled_schema_path
 from qjobd.server.connection import Connection, OutputBudget, StdioChannel
 from qjobd.server.events import EventBus
+from qjobd.server.hangup import HangupWatcher
 from qjobd.server.listener import ActivatedListener, StartupError, UnixListener, open_unix_listener
 
 __all__ = ["DEFINED_SYMBOLS", "Daemon", "Listener"]
@@ -89,6 +91,8 @@ class Daemon:
         #: Replies that never change, encoded once for every client.
         self.replies = ReplyCache(CONSTANT_RESULTS)
         self.connections: set[Connection] = set()
+        #: Watches the clients' sockets for hangups while serving.
+        self._hangups: HangupWatcher | None = None
         self._exit_requested = trio.Event()
 
     def request_exit(self) -> None:
@@ -137,31 +141,47 @@ class Daemon:
                      socket_path: Path | None) -> None:
         async with trio.open_nursery() as jobs_nursery:
             self.jobs.attach(jobs_nursery)
-            async with trio.open_nursery() as clients:
-                async with trio.open_nursery() as acceptor:
-                    if listeners:
-                        await acceptor.start(
-                            partial(trio.serve_listeners, handler_nursery=clients),
-                            self._handle_client,
-                            listeners,
-                        )
-                    if stdio is not None:
-                        clients.start_soon(self._handle_client, stdio)
-                    task_status.started(socket_path)
-                    await self._exit_requested.wait()
-                    acceptor.cancel_scope.cancel()
-                for listener in listeners:
-                    await listener.aclose()
-                for connection in list(self.connections):
-                    connection.stop()
-                clients.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+            self._hangups = HangupWatcher()
+            try:
+                async with trio.open_nursery() as watching:
+                    watching.start_soon(self._hangups.run)
+                    await self._serve_clients(listeners, stdio, task_status, socket_path)
+                    watching.cancel_scope.cancel()
+            finally:
+                self._hangups.close()
+                self._hangups = None
             # As QEMU on exit: force-cancel the jobs and let them clean up.
             self.jobs.cancel_all()
             jobs_nursery.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
 
+    async def _serve_clients(self, listeners: list[Listener], stdio: StdioChannel | None,
+                             task_status: trio.TaskStatus[Path | None],
+                             socket_path: Path | None) -> None:
+        """Serve until exit is requested and the clients have drained: apart from
+        :meth:`_serve`, so that the hangup watcher is there for every connection."""
+        async with trio.open_nursery() as clients:
+            async with trio.open_nursery() as acceptor:
+                if listeners:
+                    await acceptor.start(
+                        partial(trio.serve_listeners, handler_nursery=clients),
+                        self._handle_client,
+                        listeners,
+                    )
+                if stdio is not None:
+                    clients.start_soon(self._handle_client, stdio)
+                task_status.started(socket_path)
+                await self._exit_requested.wait()
+                acceptor.cancel_scope.cancel()
+            for listener in listeners:
+                await listener.aclose()
+            for connection in list(self.connections):
+                connection.stop()
+            clients.cancel_scope.deadline = trio.current_time() + DRAIN_SECONDS
+
     async def _handle_client(self, stream: trio.SocketStream | StdioChannel) -> None:
         connection = Connection(self.dispatcher, self.events, self.greeting, stream,
-                                output=self.output, replies=self.replies)
+                                output=self.output, replies=self.replies,
+                                hangups=self._hangups)
         self.connections.add(connection)
         try:
             await connection.run()

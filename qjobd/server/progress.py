@@ -9,8 +9,15 @@ closes a job's series, when it concludes, comes from the job manager through the
 event bus (at once, with the error if it failed); the feed leaves concluded jobs to
 it.
 
-Events are offered without waiting, like every event: a client too slow to take
-them is dropped, and no other client or job waits for it.
+Only the latest progress matters, so a client that is not reading is not sent
+more of it: a tick that finds output of the client still unsent (its socket is full)
+sends nothing and leaves what it would have reported to the first tick after the
+client has caught up, which then reports every job that moved meanwhile, as it is
+then.  A slow client thus gets fewer, fresher events; one that never reads holds at
+most one tick's worth of them, instead of a backlog that grows with every tick
+until it passes the bound on unsent output and the client is dropped (the fate of
+a client that does not read QEMU's events, which cannot be coalesced).  A client
+that reads has nothing unsent when the ticks come and gets every event as before.
 """
 
 from __future__ import annotations
@@ -33,6 +40,10 @@ _OVER = (JobStatus.CONCLUDED, JobStatus.NULL)
 
 
 class Client(Protocol):
+    @property
+    def unsent_bytes(self) -> int:
+        """Bytes produced for the client that its socket has not taken yet."""
+
     def offer(self, data: bytes) -> bool:
         """Queue an event without waiting; False when it does not fit."""
 
@@ -53,7 +64,12 @@ class ProgressFeed:
         self._reported: dict[Job, tuple[JobStatus, int, int]] = {}
 
     def tick(self) -> bool:
-        """Report the jobs that moved; False when the client had to be dropped."""
+        """Report the jobs that moved; False when the client had to be dropped.
+
+        Nothing while the client has output unsent: see the module's docstring.
+        """
+        if self._client.unsent_bytes:
+            return True
         reported: dict[Job, tuple[JobStatus, int, int]] = {}
         for job in list(self._jobs.jobs.values()):
             if job.status in _OVER:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import trio
 import trio.lowlevel
+from helpers.images import MiB, make_image
 
 from qjobd.commands.introspect import CONSTANT_RESULTS
 from qjobd.protocol.session import ReplyCache, Session
@@ -327,3 +328,103 @@ async def test_cached_schema_reply_is_byte_identical(idle_daemon: Daemon,
         texts.append(reply.text)
     assert cache.get("query-qmp-schema") is not None
     assert texts[0] == texts[1] == texts[2]
+
+
+async def test_progress_for_a_client_that_never_reads_stays_small(
+        daemon: Served, tmp_path: Path) -> None:
+    """JOB_PROGRESS every 10 ms about four moving mirrors, to a client that never
+    reads: once its socket is full its unsent output stops growing (only the latest
+    progress matters), it is not dropped, another client is served and the jobs run
+    to their end as if it were not there; when it reads at last it gets the end of
+    every job."""
+    jobs = [f"m{index}" for index in range(4)]
+    # Eight seconds each, so that none gets ready (new events) while being watched.
+    size = 32 * MiB
+    before = set(daemon.connections)
+    slow = Client(daemon.path)
+    daemon.clients.append(slow)
+    assert "QMP" in await slow.message()
+    await slow.send(b'{"execute": "qmp_capabilities",'
+                    b' "arguments": {"enable": ["x-qjobd-progress"]}}\n')
+    assert await slow.message() == {"return": {}}
+    await slow.send(b'{"execute": "x-qjobd-progress-interval",'
+                    b' "arguments": {"milliseconds": 10}}\n')
+    assert await slow.message() == {"return": {}}
+    (connection,) = set(daemon.connections) - before
+    # A client that reads the same events, to count the ticks by.
+    watcher = Client(daemon.path)
+    daemon.clients.append(watcher)
+    assert "QMP" in await watcher.message()
+    await watcher.send(b'{"execute": "qmp_capabilities",'
+                       b' "arguments": {"enable": ["x-qjobd-progress"]}}\n')
+    assert await watcher.message() == {"return": {}}
+    await watcher.send(b'{"execute": "x-qjobd-progress-interval",'
+                       b' "arguments": {"milliseconds": 10}}\n')
+    seen: list[dict[str, Any]] = []
+
+    async def reply() -> Any:
+        while "event" in (message := await watcher.message()):
+            seen.append(message)
+        return message
+
+    assert await reply() == {"return": {}}
+    other, _ = await connected(daemon)
+
+    async def ask(execute: str, **arguments: Any) -> Any:
+        """A command of the other client, whose job events are not this test's."""
+        await other.send(json.dumps({"execute": execute, "arguments": arguments}).encode()
+                         + b"\n")
+        while "event" in (message := await other.message()):
+            pass
+        assert "return" in message, message
+        return message["return"]
+
+    for job in jobs:
+        for role in ("src", "dst"):
+            path = make_image(tmp_path / f"{job}-{role}.raw", size,
+                              fill=1 if role == "src" else None)
+            await ask("blockdev-add", **{
+                "driver": "raw", "node-name": f"{job}-{role}",
+                "file": {"driver": "file", "filename": str(path)}})
+        # 64 KiB a step, 64 steps a second: its progress moves at every tick.
+        await ask("blockdev-mirror", **{
+            "job-id": job, "device": f"{job}-src", "target": f"{job}-dst", "sync": "full",
+            "granularity": 65536, "buf-size": 65536, "speed": 4 << 20,
+            "auto-dismiss": False})
+
+    def progress_seen() -> int:
+        return sum(1 for message in seen if message["event"] == "JOB_PROGRESS")
+
+    async def watch_until(count: int) -> None:
+        with trio.fail_after(60):
+            while progress_seen() < count:
+                seen.append(await watcher.message())
+
+    # Until the slow client's socket is full and the daemon queues for it...
+    with trio.fail_after(60):
+        while not connection.unsent_bytes:
+            await watch_until(progress_seen() + 1)
+    # ... then for hundreds of events more.
+    await watch_until(progress_seen() + 400)
+    largest = max(len(json.dumps(message)) for message in seen) + 2
+    assert connection in daemon.connections
+    assert connection.unsent_bytes <= len(jobs) * largest
+    assert await ask("query-jobs") != []
+    for job in jobs:
+        ready = await ask("x-job-wait", id=job, statuses=["ready"], timeout=60)
+        assert ready["current-progress"] == size
+        await ask("job-cancel", id=job)
+        ended = await ask("x-job-wait", id=job, timeout=60)
+        assert ended["status"] == "concluded"
+        await ask("job-dismiss", id=job)
+    assert connection in daemon.connections
+    # Its backlog: the regular events of four jobs, and little progress.
+    assert connection.unsent_bytes <= 64 * 1024
+    last: dict[str, str] = {}
+    with trio.fail_after(60):
+        while len([job for job, status in last.items() if status == "concluded"]) < 4:
+            message = await slow.message()
+            if message.get("event") == "JOB_PROGRESS":
+                last[message["data"]["id"]] = message["data"]["status"]
+    assert sorted(last) == jobs
+    await until(lambda: connection.unsent_bytes == 0)

@@ -8,15 +8,18 @@ stand in for the block jobs, blockdev-create and snapshot-delete for the others.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers.client import Client
+from helpers.daemons import Daemon
 from helpers.images import MiB, make_image
 from helpers.wire import Wire
 
@@ -374,3 +377,117 @@ def test_mirror_details_when_ready_and_after_complete(qjobd_socket: Path,
         assert info["rate"] == 0
         assert [s["status"] for s in info["status-history"]] == [
             "created", "running", "ready", "waiting", "pending", "concluded"]
+
+
+def test_mirror_progress_is_valid_only_once_measured(qjobd_socket: Path,
+                                                     tmp_path: Path) -> None:
+    """A mirror's total is 0 until it has marked what it must copy, so a client needs
+    progress-valid to tell "nothing to do" from "not measured yet".
+
+    A job-pause sent in the same write as blockdev-mirror is run before the job can
+    have measured anything: the reader reaches it after at most one schedule point,
+    while the job has to pass a schedule point and then wait for worker threads
+    (zeroing the target, reading the source's allocation) before it measures, and
+    the pause point it then stops at comes before the measurement.
+    """
+    size = 8 * MiB
+    with Client(qjobd_socket) as c:
+        c.add_raw("src", make_image(tmp_path / "src.raw", size, data=True))
+        c.add_raw("dst", make_image(tmp_path / "dst.raw", size))
+        c.wire.send(json.dumps({"execute": "blockdev-mirror", "arguments": {
+            "job-id": "m", "device": "src", "target": "dst", "sync": "full"}}) + "\n"
+                    + json.dumps({"execute": "job-pause", "arguments": {"id": "m"}}) + "\n")
+        for _ in range(2):
+            line = c.wire.raw_reply(timeout=30)
+            assert line is not None
+            assert json.loads(line) == {"return": {}}
+        c._collect()
+        c.wait_status("m", "paused")
+        (info,) = c.ok("query-jobs", {"details": True})
+        assert info["status"] == "paused"
+        assert info["total-progress"] == 0
+        assert info["progress-valid"] is False
+        assert c.ok("query-jobs", {"filters": [["progress-valid", "=", False]]}) == [info]
+        # Waiting for "running" captures the job the moment it resumes: still unmeasured.
+        c.wire.send(b'{"execute": "x-job-wait", "arguments": {"id": "m",'
+                    b' "statuses": ["running"], "timeout": 30}}\n')
+        with Client(qjobd_socket) as other:
+            other.ok("job-resume", {"id": "m"})
+        line = c.wire.raw_reply(timeout=30)
+        assert line is not None
+        resumed = json.loads(line)["return"]
+        assert resumed["status"] == "running"
+        assert resumed["progress-valid"] is False
+        assert resumed["progress-description"] == "Measuring the work to do"
+        info = c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 30})
+        assert info["progress-valid"] is True
+        assert info["total-progress"] == info["current-progress"] == size
+        assert c.ok("query-jobs", {"filters": [["progress-valid", "=", False]]}) == []
+        c.ok("job-cancel", {"id": "m"})
+        c.wait_status("m", "null")
+
+
+def test_mirror_of_an_empty_image_knows_its_total(qjobd_socket: Path,
+                                                  tmp_path: Path) -> None:
+    """Nothing to copy is a known total of 0: the job is ready at once and its
+    progress valid, unlike a mirror that has not measured yet."""
+    with Client(qjobd_socket) as c:
+        c.add_raw("src", make_image(tmp_path / "src.raw", 0))
+        c.add_raw("dst", make_image(tmp_path / "dst.raw", 0))
+        c.ok("blockdev-mirror", {"job-id": "m", "device": "src", "target": "dst",
+                                 "sync": "full"})
+        info = c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 30})
+        assert info["total-progress"] == 0
+        assert info["progress-valid"] is True
+        c.ok("job-cancel", {"id": "m"})
+        c.wait_status("m", "null")
+
+
+def test_job_wait_of_a_client_that_hangs_up_ends_with_it(qjobd: Daemon,
+                                                         tmp_path: Path) -> None:
+    """Clients that hang up in the middle of a long x-job-wait take their wait and
+    their socket with them at once, not at the timeout or the job's end (a ready
+    mirror never ends by itself); the daemon serves on."""
+    with Client(qjobd.socket) as c:
+        c.add_raw("src", make_image(tmp_path / "src.raw", MiB, data=True))
+        c.add_raw("dst", make_image(tmp_path / "dst.raw", MiB))
+        c.ok("blockdev-mirror", {"job-id": "m", "device": "src", "target": "dst",
+                                 "sync": "full"})
+        c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 30})
+        descriptors = Path(f"/proc/{qjobd.process.pid}/fd")
+
+        def sockets() -> int:
+            """The daemon's open sockets (its other descriptors come and go)."""
+            count = 0
+            for entry in descriptors.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    count += os.readlink(entry).startswith("socket:")
+            return count
+
+        baseline = sockets()
+        waiters = [Wire(qjobd.socket) for _ in range(40)]
+        for wire in waiters:
+            wire.negotiate()
+            wire.send(b'{"execute": "x-job-wait", "arguments": {"id": "m", "timeout": 600}}\n')
+        # All connected; a wait that has not begun (its request still unread) must
+        # end with its client as well as one that has.
+        assert c.ok("query-jobs")[0]["status"] == "ready"
+        assert sockets() == baseline + len(waiters)
+        for wire in waiters:
+            wire.close()
+        deadline = time.monotonic() + 60  # only guards against a hang
+        while sockets() > baseline:
+            assert time.monotonic() < deadline, "the daemon kept the waiters' sockets"
+            time.sleep(0.02)
+        assert c.ok("x-job-wait", {"id": "m", "statuses": ["ready"], "timeout": 1})[
+            "status"] == "ready"
+        # Shutting down only its sending side is no hangup: the client still reads.
+        with Wire(qjobd.socket) as wire:
+            wire.negotiate()
+            wire.send(b'{"execute": "x-job-wait", "arguments": {"id": "m", "timeout": 0.5}}\n')
+            wire.sock.shutdown(socket.SHUT_WR)
+            assert wire.reply(timeout=30) == {"error": {"class": "GenericError", "desc": (
+                "Timed out after 0.5 seconds waiting for job 'm' to reach status "
+                "concluded, null")}}
+        c.ok("job-cancel", {"id": "m"})
+        c.wait_status("m", "null")
