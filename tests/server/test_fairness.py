@@ -340,26 +340,26 @@ async def test_progress_for_a_client_that_never_reads_stays_small(
     jobs = [f"m{index}" for index in range(4)]
     # Eight seconds each, so that none gets ready (new events) while being watched.
     size = 32 * MiB
+
+    async def progress_client() -> Client:
+        """A client with JOB_PROGRESS every 10 ms (the interval's reply still to read:
+        events may come first)."""
+        client = Client(daemon.path)
+        daemon.clients.append(client)
+        assert "QMP" in await client.message()
+        await client.send(b'{"execute": "qmp_capabilities",'
+                          b' "arguments": {"enable": ["x-qjobd-progress"]}}\n')
+        assert await client.message() == {"return": {}}
+        await client.send(b'{"execute": "x-qjobd-progress-interval",'
+                          b' "arguments": {"milliseconds": 10}}\n')
+        return client
+
     before = set(daemon.connections)
-    slow = Client(daemon.path)
-    daemon.clients.append(slow)
-    assert "QMP" in await slow.message()
-    await slow.send(b'{"execute": "qmp_capabilities",'
-                    b' "arguments": {"enable": ["x-qjobd-progress"]}}\n')
-    assert await slow.message() == {"return": {}}
-    await slow.send(b'{"execute": "x-qjobd-progress-interval",'
-                    b' "arguments": {"milliseconds": 10}}\n')
+    slow = await progress_client()
     assert await slow.message() == {"return": {}}
     (connection,) = set(daemon.connections) - before
     # A client that reads the same events, to count the ticks by.
-    watcher = Client(daemon.path)
-    daemon.clients.append(watcher)
-    assert "QMP" in await watcher.message()
-    await watcher.send(b'{"execute": "qmp_capabilities",'
-                       b' "arguments": {"enable": ["x-qjobd-progress"]}}\n')
-    assert await watcher.message() == {"return": {}}
-    await watcher.send(b'{"execute": "x-qjobd-progress-interval",'
-                       b' "arguments": {"milliseconds": 10}}\n')
+    watcher = await progress_client()
     seen: list[dict[str, Any]] = []
 
     async def reply() -> Any:
